@@ -1,0 +1,48 @@
+"""The ``cdp-tiktok`` command line.
+
+Sub-commands live in their own modules and are imported only when invoked, so
+``cdp-tiktok --help`` stays fast and one broken command cannot break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from cdp_tiktok import __version__
+
+# name -> "module:attribute"; each module owns one command (or group).
+COMMANDS: dict[str, str] = {
+    "check": "cdp_tiktok.cli.check:check",
+    "plugins": "cdp_tiktok.cli.plugins:plugins",
+    "validate": "cdp_tiktok.cli.validate:validate",
+    "map": "cdp_tiktok.cli.map:map_command",
+    "identity": "cdp_tiktok.cli.identity:identity",
+    "sandbox": "cdp_tiktok.cli.sandbox:sandbox",
+    "send": "cdp_tiktok.cli.send:send",
+    "dlq": "cdp_tiktok.cli.dlq:dlq",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command: Any = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cdp-tiktok")
+def main() -> None:
+    """Send Segment-spec customer data to TikTok's Events API, durably."""

@@ -1,0 +1,76 @@
+"""Settings options shared by the commands that talk to TikTok (``send``, ``map``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cdp_tiktok.settings import EVENT_SOURCES, SettingsError, TikTokSettings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SETTING_OPTIONS: list[Callable[[F], F]] = [
+    click.option(
+        "--settings",
+        "settings_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        envvar="CDP_TIKTOK_SETTINGS",
+        help="Settings file (YAML or JSON). Env: CDP_TIKTOK_SETTINGS.",
+    ),
+    click.option(
+        "--access-token",
+        help="TikTok Events API access token. Env: CDP_TIKTOK_ACCESS_TOKEN. Never printed.",
+    ),
+    click.option(
+        "--pixel-code", help="Event source id (pixel code for web). Env: CDP_TIKTOK_PIXEL_CODE."
+    ),
+    click.option(
+        "--event-source",
+        type=click.Choice(EVENT_SOURCES),
+        help="web, app, offline or crm. Env: CDP_TIKTOK_EVENT_SOURCE.",
+    ),
+    click.option(
+        "--test-event-code",
+        help="Mark every event as a test event (Events Manager → Test Events).",
+    ),
+    click.option(
+        "--mappings",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="Mapping directory (default: the packaged default mappings).",
+    ),
+    click.option(
+        "--default-phone-region",
+        help="Region for phone numbers without a country code, e.g. US. "
+        "Env: CDP_TIKTOK_DEFAULT_PHONE_REGION.",
+    ),
+]
+
+
+def setting_options(function: F) -> F:
+    """Decorate a command with the shared settings options."""
+    for option in reversed(SETTING_OPTIONS):
+        function = option(function)
+    return function
+
+
+def settings_from_options(options: dict[str, Any], **extra: Any) -> TikTokSettings:
+    """Build settings from the shared options plus command-specific ``extra`` overrides.
+
+    Raises :class:`click.UsageError` naming the setting when one is invalid.
+    """
+    overrides = {
+        "access_token": options.get("access_token"),
+        "pixel_code": options.get("pixel_code"),
+        "event_source": options.get("event_source"),
+        "test_event_code": options.get("test_event_code"),
+        "mappings": options.get("mappings"),
+        "default_phone_region": options.get("default_phone_region"),
+        **extra,
+    }
+    try:
+        return load_settings(file=options.get("settings_file"), overrides=overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None

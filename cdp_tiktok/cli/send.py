@@ -1,0 +1,307 @@
+"""``cdp-tiktok send``: map Segment messages, enqueue them durably, deliver until drained."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import IO, Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cdp_tiktok.cli.options import setting_options, settings_from_options
+from cdp_tiktok.events import OutgoingEvent
+from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE, Secret, TikTokSettings
+
+ENQUEUE_CHUNK = 1000
+DELIVERABLE = frozenset({"TikTok"})
+"""Destinations ``send`` has delivery settings for (the built-in TikTok destination)."""
+SANDBOX_OUTBOX = "sqlite:///cdp_tiktok_sandbox_outbox.db"
+SANDBOX_IDENTITY = "sqlite:///cdp_tiktok_sandbox_identity.db"
+USER_KEYS = (
+    "email",
+    "phone",
+    "external_id",
+    "ttclid",
+    "ttp",
+    "ip",
+    "user_agent",
+    "locale",
+    "first_name",
+    "last_name",
+    "zip_code",
+    "city",
+    "state",
+    "country",
+    "idfa",
+    "idfv",
+    "gaid",
+)
+
+
+@dataclass
+class IntakeSummary:
+    """What reading and mapping the input produced."""
+
+    messages: int = 0
+    invalid: int = 0
+    without_event: int = 0
+    events: int = 0
+    by_event: Counter[str] = field(default_factory=Counter)
+    key_coverage: Counter[str] = field(default_factory=Counter)
+    old_events: int = 0
+    undeliverable: Counter[str] = field(default_factory=Counter)
+
+    def count(self, event: OutgoingEvent, max_age_seconds: float, now: float) -> None:
+        """Account one produced event."""
+        self.events += 1
+        data = event.data
+        self.by_event[str(data.get("event"))] += 1
+        user = data.get("user") or {}
+        for key in user:
+            self.key_coverage[key] += 1
+        event_time = data.get("event_time")
+        if isinstance(event_time, int) and now - event_time > max_age_seconds:
+            self.old_events += 1
+
+
+def _open_input(path: str) -> tuple[IO[bytes], str]:
+    if path == "-":
+        return sys.stdin.buffer, "<stdin>"
+    try:
+        return open(path, "rb"), path
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _map_into_outbox(
+    stream: IO[bytes],
+    source: str,
+    host: Any,
+    outbox: Any,
+    summary: IntakeSummary,
+    settings: TikTokSettings,
+    err: Console,
+    deliverable: frozenset[str],
+) -> None:
+    from cdp_tiktok.jsonstream import iter_messages
+
+    pending: list[OutgoingEvent] = []
+    max_age = settings.max_event_age_days * 86400.0
+    now = time.time()
+    for _line, item in iter_messages(stream, source):
+        summary.messages += 1
+        if isinstance(item, Exception):
+            summary.invalid += 1
+            err.print(f"[red]invalid[/red] {item}", markup=True, highlight=False)
+            continue
+        events = host.process(item, validated=True)
+        if not events:
+            summary.without_event += 1
+        for event in events:
+            summary.count(event, max_age, now)
+        if outbox is not None:
+            for event in events:
+                if event.key.destination in deliverable:
+                    pending.append(event)
+                else:
+                    summary.undeliverable[event.key.destination] += 1
+            if len(pending) >= ENQUEUE_CHUNK:
+                outbox.enqueue(pending)
+                pending = []
+    if outbox is not None and pending:
+        outbox.enqueue(pending)
+
+
+@contextlib.contextmanager
+def _sandbox(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from cdp_tiktok.sandbox.server import SandboxServer
+
+    with SandboxServer(access_token=SANDBOX_ACCESS_TOKEN) as server:
+        yield server
+
+
+def _summary_table(summary: IntakeSummary, report: Any, sandbox: Any) -> Table:
+    table = Table(title="cdp-tiktok send", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("messages read", str(summary.messages))
+    table.add_row("invalid messages (see above)", str(summary.invalid))
+    table.add_row("messages that map to no TikTok event", str(summary.without_event))
+    table.add_row("TikTok events produced", str(summary.events))
+    if report is not None:
+        table.add_row("[green]delivered[/green]", str(report.delivered))
+        table.add_row("retried attempts", str(report.retried))
+        table.add_row("[red]dead-lettered[/red]", str(report.dead))
+        table.add_row("HTTP requests", str(report.requests))
+    if sandbox is not None:
+        table.add_row("events recorded by the sandbox", str(sandbox.stats()["accepted_events"]))
+    return table
+
+
+def _coverage_table(summary: IntakeSummary) -> Table:
+    table = Table(title="match keys: events carrying each key")
+    table.add_column("key")
+    table.add_column("events", justify="right")
+    table.add_column("share", justify="right")
+    for key in USER_KEYS:
+        count = summary.key_coverage.get(key, 0)
+        if count:
+            share = f"{100.0 * count / summary.events:.0f}%" if summary.events else "-"
+            table.add_row(key, str(count), share)
+    return table
+
+
+def _events_table(summary: IntakeSummary) -> Table:
+    table = Table(title="TikTok events")
+    table.add_column("event")
+    table.add_column("count", justify="right")
+    for name, count in summary.by_event.most_common():
+        table.add_row(name, str(count))
+    return table
+
+
+@click.command()
+@click.argument("input_path", metavar="FILE|-", default="-")
+@setting_options
+@click.option(
+    "--outbox",
+    "outbox_url",
+    help="Outbox URL, e.g. sqlite:///path/outbox.db. Env: CDP_TIKTOK_OUTBOX.",
+)
+@click.option("--endpoint", help="TikTok API base URL. Env: CDP_TIKTOK_ENDPOINT.")
+@click.option("--identity", "identity_url", help="Identity store URL. Env: CDP_TIKTOK_IDENTITY.")
+@click.option(
+    "--sandbox", is_flag=True, help="Start an embedded local TikTok sandbox and send there."
+)
+@click.option("--dry-run", is_flag=True, help="Map and count, but enqueue and send nothing.")
+def send(
+    input_path: str,
+    outbox_url: str | None,
+    endpoint: str | None,
+    identity_url: str | None,
+    sandbox: bool,
+    dry_run: bool,
+    **options: Any,
+) -> None:
+    """Map Segment messages from FILE (JSON, JSON array or JSON Lines), enqueue, deliver.
+
+    Every event is durably enqueued before delivery starts; delivery runs until the outbox
+    is drained. Exit status 1 when any event was dead-lettered or a destination stopped.
+    """
+    out = Console()
+    err = Console(stderr=True)
+    extra: dict[str, Any] = {"outbox": outbox_url, "endpoint": endpoint, "identity": identity_url}
+    settings = settings_from_options(options, **extra)
+    if sandbox:
+        settings = replace(
+            settings,
+            access_token=Secret(SANDBOX_ACCESS_TOKEN),
+            event_source_id=settings.event_source_id or SANDBOX_PIXEL_CODE,
+            outbox=outbox_url or SANDBOX_OUTBOX,
+            identity=identity_url or SANDBOX_IDENTITY,
+        )
+    from cdp_tiktok.settings import SettingsError
+
+    try:
+        settings.validate(need_credentials=not (dry_run or sandbox))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    from cdp_tiktok.host import Host
+
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(_sandbox(sandbox and not dry_run))
+        if server is not None:
+            settings = replace(settings, endpoint=server.url)
+        outbox = None
+        if not dry_run:
+            from cdp_tiktok.delivery.outbox import open_outbox
+
+            outbox = open_outbox(settings.outbox)
+            stack.callback(outbox.close)
+        host = stack.enter_context(Host(settings, identity=settings.identity))
+        stream, source = _open_input(input_path)
+        if stream is not sys.stdin.buffer:
+            stack.callback(stream.close)
+
+        summary = IntakeSummary()
+        with err.status("mapping and enqueueing…"):
+            _map_into_outbox(stream, source, host, outbox, summary, settings, err, DELIVERABLE)
+
+        report = None
+        if outbox is not None:
+            report = _deliver(host, outbox, settings, err)
+
+        out.print(_summary_table(summary, report, server))
+        if summary.events:
+            out.print(_events_table(summary))
+            out.print(_coverage_table(summary))
+        if summary.old_events:
+            err.print(
+                f"[yellow]warning[/yellow]: {summary.old_events} events are older than "
+                f"{settings.max_event_age_days:g} days (max_event_age_days); TikTok may not "
+                "attribute them. They were sent, not dropped."
+            )
+        for destination, count in summary.undeliverable.items():
+            err.print(
+                f"[yellow]warning[/yellow]: {count} events for destination {destination!r} were "
+                "not enqueued: send has delivery settings only for the TikTok destination."
+            )
+        if dry_run:
+            out.print("dry run: nothing was enqueued or sent.")
+        if report is not None:
+            for destination, reason in report.stopped.items():
+                err.print(f"[red]stopped[/red] {destination}: {reason} (events kept in the outbox)")
+            if report.dead:
+                err.print(
+                    f"{report.dead} events were dead-lettered: "
+                    f"cdp-tiktok dlq list --outbox {settings.outbox}"
+                )
+            if report.dead or report.stopped:
+                sys.exit(1)
+        if summary.invalid:
+            sys.exit(1)
+
+
+def _deliver(host: Any, outbox: Any, settings: TikTokSettings, err: Console) -> Any:
+    from cdp_tiktok.delivery.worker import Deliverer
+
+    deliverer = Deliverer(
+        outbox,
+        {name: settings for name in DELIVERABLE},
+        encode=host.hooks.encode_batch,
+        classify=host.hooks.classify_response,
+    )
+    total = outbox.stats().pending
+    with Progress(
+        TextColumn("[bold]delivering"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("deliver", total=total or None, detail="")
+
+        def on_progress(state: Any) -> None:
+            progress.update(
+                task,
+                completed=state.delivered + state.dead,
+                detail=f"delivered {state.delivered} · retrying {state.retried} · "
+                f"dead-lettered {state.dead}",
+            )
+
+        report = deliverer.run(drain=True, on_progress=on_progress)
+        on_progress(report)
+    return report

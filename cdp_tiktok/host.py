@@ -1,0 +1,486 @@
+"""The embedded CDP host: plugin manager, routing, and a Segment-style Python API.
+
+The host owns every piece of I/O (identity store, outbox); plugins stay pure. Built-in
+plugins (the TikTok destination and the delivery plugin) are registered exactly like
+third-party ones, marked ``trylast`` so that a user plugin can override or wrap them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from cdp_tiktok import hookspecs
+from cdp_tiktok.destination import Destination
+from cdp_tiktok.events import BatchKey, OutgoingEvent, Verdict
+from cdp_tiktok.messages import validate_message
+from cdp_tiktok.settings import TikTokSettings
+
+if TYPE_CHECKING:
+    from cdp_tiktok.delivery.outbox import Outbox
+    from cdp_tiktok.identity import IdentityStore
+
+ENTRY_POINT_GROUP = "cdp_tiktok"
+BLOCK_ENV = "CDP_TIKTOK_DISABLE_PLUGINS"
+"""Comma-separated plugin names the host must not load (entry-point or built-in names)."""
+
+CALL_HOOKS: Mapping[str, str] = {
+    "track": "cdp_on_track",
+    "identify": "cdp_on_identify",
+    "page": "cdp_on_page",
+    "screen": "cdp_on_screen",
+    "group": "cdp_on_group",
+    "alias": "cdp_on_alias",
+}
+
+
+class PluginError(RuntimeError):
+    """A plugin misbehaved at registration; the message names the plugin."""
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """One registered plugin, where it came from, and the hooks it implements."""
+
+    name: str
+    source: str
+    hooks: tuple[str, ...]
+
+
+class HookFacade:
+    """Typed calls into the plugin manager's hooks, so callers stay type-checked."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._hook = pm.hook
+
+    def on_message(
+        self, message: Mapping[str, Any], destination: Destination
+    ) -> list[OutgoingEvent]:
+        """Call the hook for the message's type; return every implementation's events."""
+        caller = getattr(self._hook, CALL_HOOKS[message["type"]])
+        events: list[OutgoingEvent] = []
+        for result in caller(message=message, destination=destination):
+            if result:
+                events.extend(result)
+        return events
+
+    def batch_key(self, event: OutgoingEvent) -> BatchKey:
+        """The key that decides which events may share a request."""
+        key: BatchKey | None = self._hook.cdp_batch_key(event=event)
+        return event.key if key is None else key
+
+    def encode_batch(
+        self, key: BatchKey, events: Sequence[dict[str, Any]], partner_name: str | None
+    ) -> bytes:
+        """One encoded request body; raises when no plugin encodes."""
+        body: bytes | None = self._hook.cdp_encode_batch(
+            key=key, events=events, partner_name=partner_name
+        )
+        if body is None:
+            raise PluginError(
+                "no plugin implements cdp_encode_batch (is the delivery plugin blocked?)"
+            )
+        return body
+
+    def classify_response(
+        self,
+        status_code: int | None,
+        body: bytes,
+        error: str | None,
+        batch_size: int,
+        *,
+        retry_after: float | None = None,
+    ) -> Verdict:
+        """Classify one attempt; raises when no plugin classifies."""
+        verdict: Verdict | None = self._hook.cdp_classify_response(
+            status_code=status_code, body=body, error=error, batch_size=batch_size
+        )
+        if verdict is None:
+            raise PluginError(
+                "no plugin implements cdp_classify_response (is the delivery plugin blocked?)"
+            )
+        if retry_after is not None and verdict.retry_after is None:
+            from dataclasses import replace
+
+            verdict = replace(verdict, retry_after=retry_after)
+        return verdict
+
+
+def _blocked_names(environ: Mapping[str, str]) -> set[str]:
+    return {name.strip() for name in environ.get(BLOCK_ENV, "").split(",") if name.strip()}
+
+
+def _builtin_plugins(settings: TikTokSettings) -> list[tuple[str, object]]:
+    from cdp_tiktok.delivery.plugin import DeliveryPlugin
+    from cdp_tiktok.tiktok.destination import TikTokPlugin
+
+    return [("tiktok", TikTokPlugin(settings)), ("delivery", DeliveryPlugin())]
+
+
+class Host:
+    """Builds the plugin manager, routes validated messages to destination hooks.
+
+    Guarantees: every message is validated before any hook sees it; a destination
+    receives a message only if the message's ``integrations`` object enables it
+    (``All`` defaults to true; a destination's own key, or one of its aliases, wins over
+    ``All``); hooks receive the same validated message and must not modify it; when an
+    ``outbox`` is given, :meth:`process` returns only after the events are durably
+    enqueued.
+
+    ``identity`` is the identity store used to enrich events; the default is an
+    in-memory store (nothing written to disk), ``None`` disables enrichment.
+    """
+
+    def __init__(
+        self,
+        settings: TikTokSettings | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
+        builtins: bool = True,
+        identity: IdentityStore | str | None = "memory://",
+        outbox: Outbox | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings or TikTokSettings()
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._sources: dict[str, str] = {}
+        blocked = _blocked_names(os.environ if environ is None else environ)
+        for name in blocked:
+            self.pm.set_blocked(name)
+        if builtins:
+            for name, plugin in _builtin_plugins(self.settings):
+                if name not in blocked:
+                    self.pm.register(plugin, name=name)
+                    self._sources[name] = "built-in"
+        for plugin in plugins:
+            name = self.pm.register(plugin)
+            if name is not None:
+                self._sources[name] = "registered"
+        if load_entry_points:
+            self._load_entry_points(blocked)
+        self.hooks = HookFacade(self.pm)
+        if isinstance(identity, str):
+            from cdp_tiktok.identity import open_identity_store
+
+            identity = open_identity_store(identity, self.settings.identity_ttl_days * 86400.0)
+        self.identity = identity
+        self.outbox = outbox
+        self.filters = self._collect_filters()
+        self.mapping_dirs = self._collect_mapping_dirs()
+        self.destinations = self._collect_destinations()
+
+    # --- plugin discovery ---------------------------------------------------------
+
+    def _load_entry_points(self, blocked: set[str]) -> None:
+        for dist in metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP or ep.name in blocked:
+                    continue
+                if self.pm.get_plugin(ep.name) is not None:
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {ep.name!r} from {dist.metadata['Name']} failed to load: {exc}"
+                    ) from exc
+                self.pm.register(plugin, name=ep.name)
+                self._sources[ep.name] = (
+                    f"entry point {ep.value} ({dist.metadata['Name']} {dist.version})"
+                )
+
+    def _each_impl(self, hook_name: str) -> Iterable[tuple[str, Callable[..., Any]]]:
+        caller = getattr(self.pm.hook, hook_name)
+        # pluggy lists implementations last-to-first; registration order is the reverse.
+        for impl in reversed(caller.get_hookimpls()):
+            yield impl.plugin_name, impl.function
+
+    def _collect_filters(self) -> dict[str, Callable[..., Any]]:
+        filters: dict[str, Callable[..., Any]] = {}
+        owners: dict[str, str] = {}
+        for plugin_name, function in self._each_impl("cdp_register_filters"):
+
+            def register(name: str, fn: Callable[..., Any], _plugin: str = plugin_name) -> None:
+                if not callable(fn):
+                    raise PluginError(
+                        f"plugin {_plugin!r} registered filter {name!r}: not callable"
+                    )
+                if name in owners:
+                    raise PluginError(
+                        f"filter {name!r} registered by both {owners[name]!r} and {_plugin!r}"
+                    )
+                owners[name] = _plugin
+                filters[name] = fn
+
+            function(register=register)
+        return filters
+
+    def _collect_mapping_dirs(self) -> list[Path]:
+        dirs: list[Path] = []
+        for plugin_name, function in self._each_impl("cdp_register_mapping_dirs"):
+
+            def register(path: Path, _plugin: str = plugin_name) -> None:
+                path = Path(path)
+                if not path.is_dir():
+                    raise PluginError(
+                        f"plugin {_plugin!r} registered mapping directory {path}: not a directory"
+                    )
+                dirs.append(path)
+
+            function(register=register)
+        return dirs
+
+    def _collect_destinations(self) -> dict[str, Destination]:
+        found: dict[str, Destination] = {}
+        owners: dict[str, str] = {}
+        for plugin_name, function in self._each_impl("cdp_register_destinations"):
+
+            def register(destination: Destination, _plugin: str = plugin_name) -> None:
+                for key in destination.integration_keys():
+                    if key in owners:
+                        raise PluginError(
+                            f"destination key {key!r} registered by both {owners[key]!r} "
+                            f"and {_plugin!r}"
+                        )
+                    owners[key] = _plugin
+                found[destination.name] = destination
+
+            function(register=register)
+        for destination in found.values():
+            destination.state.setdefault("filters", self.filters)
+            destination.state.setdefault("mapping_dirs", self.mapping_dirs)
+            destination.state.setdefault("identity", self.identity)
+        return found
+
+    def plugin_info(self) -> list[PluginInfo]:
+        """Every registered plugin, where it came from, and the hooks it implements."""
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
+            infos.append(PluginInfo(name, self._sources.get(name, "registered"), hooks))
+        return sorted(infos, key=lambda info: (info.source != "built-in", info.name))
+
+    def plugin(self, name: str) -> object | None:
+        """The registered plugin object called ``name``, if any."""
+        return self.pm.get_plugin(name)
+
+    # --- routing ------------------------------------------------------------------
+
+    def route(self, message: Mapping[str, Any]) -> list[Destination]:
+        """The destinations the message's ``integrations`` object enables."""
+        integrations = message.get("integrations") or {}
+        default = integrations.get("All", True) is not False
+        enabled = []
+        for destination in self.destinations.values():
+            choice: Any = None
+            for key in destination.integration_keys():
+                if key in integrations:
+                    choice = integrations[key]
+                    break
+            if default if choice is None else choice is not False:
+                enabled.append(destination)
+        return enabled
+
+    def process(
+        self, message: Mapping[str, Any], *, validated: bool = False
+    ) -> list[OutgoingEvent]:
+        """Validate ``message``, route it, and return (and enqueue) the events it produced.
+
+        Raises :class:`cdp_tiktok.messages.MessageError` for an invalid message, before any
+        hook runs: nothing is half-processed.
+        """
+        valid = dict(message) if validated else validate_message(message)
+        events: list[OutgoingEvent] = []
+        for destination in self.route(valid):
+            events.extend(self.hooks.on_message(valid, destination))
+        if events and self.outbox is not None:
+            self.outbox.enqueue(events)
+        return events
+
+    # --- Segment-style Python API -------------------------------------------------
+
+    def _call(self, kind: str, fields: Mapping[str, Any]) -> list[OutgoingEvent]:
+        message: dict[str, Any] = {"type": kind}
+        for key, value in fields.items():
+            if value is None:
+                continue
+            message[key] = value.isoformat() if isinstance(value, datetime) else value
+        return self.process(message)
+
+    def track(
+        self,
+        user_id: str | None = None,
+        event: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        anonymous_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> list[OutgoingEvent]:
+        """Process a ``track`` call (analytics-python style); returns the events produced."""
+        return self._call(
+            "track",
+            {
+                "userId": user_id,
+                "anonymousId": anonymous_id,
+                "event": event,
+                "properties": properties,
+                "context": context,
+                "timestamp": timestamp,
+                "integrations": integrations,
+                "messageId": message_id,
+            },
+        )
+
+    def identify(
+        self,
+        user_id: str | None = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        anonymous_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> list[OutgoingEvent]:
+        """Process an ``identify`` call; its hashed keys enrich the user's later events."""
+        return self._call(
+            "identify",
+            {
+                "userId": user_id,
+                "anonymousId": anonymous_id,
+                "traits": traits,
+                "context": context,
+                "timestamp": timestamp,
+                "integrations": integrations,
+                "messageId": message_id,
+            },
+        )
+
+    def page(
+        self,
+        user_id: str | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        anonymous_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> list[OutgoingEvent]:
+        """Process a ``page`` call; returns the events produced."""
+        return self._call(
+            "page",
+            {
+                "userId": user_id,
+                "anonymousId": anonymous_id,
+                "category": category,
+                "name": name,
+                "properties": properties,
+                "context": context,
+                "timestamp": timestamp,
+                "integrations": integrations,
+                "messageId": message_id,
+            },
+        )
+
+    def screen(
+        self,
+        user_id: str | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        anonymous_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> list[OutgoingEvent]:
+        """Process a ``screen`` call; returns the events produced."""
+        return self._call(
+            "screen",
+            {
+                "userId": user_id,
+                "anonymousId": anonymous_id,
+                "category": category,
+                "name": name,
+                "properties": properties,
+                "context": context,
+                "timestamp": timestamp,
+                "integrations": integrations,
+                "messageId": message_id,
+            },
+        )
+
+    def group(
+        self,
+        user_id: str | None = None,
+        group_id: str | None = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        anonymous_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> list[OutgoingEvent]:
+        """Process a ``group`` call; returns the events produced."""
+        return self._call(
+            "group",
+            {
+                "userId": user_id,
+                "anonymousId": anonymous_id,
+                "groupId": group_id,
+                "traits": traits,
+                "context": context,
+                "timestamp": timestamp,
+                "integrations": integrations,
+                "messageId": message_id,
+            },
+        )
+
+    def alias(
+        self,
+        previous_id: str | None = None,
+        user_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> list[OutgoingEvent]:
+        """Process an ``alias`` call; links the two ids in the identity store."""
+        return self._call(
+            "alias",
+            {
+                "previousId": previous_id,
+                "userId": user_id,
+                "context": context,
+                "timestamp": timestamp,
+                "integrations": integrations,
+                "messageId": message_id,
+            },
+        )
+
+    def close(self) -> None:
+        """Close the identity store and outbox the host owns."""
+        if self.identity is not None:
+            self.identity.close()
+        if self.outbox is not None:
+            self.outbox.close()
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,183 @@
+"""Settings of the TikTok destination and its delivery, with their embedded defaults.
+
+Sources, lowest precedence first: the defaults below, a settings file (YAML or JSON),
+environment variables ``CDP_TIKTOK_<FIELD>`` (upper case), CLI flags. See
+:func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SANDBOX_ACCESS_TOKEN = "sandbox-token"
+SANDBOX_PIXEL_CODE = "CSANDBOX0000000000000"
+EVENT_SOURCES = ("web", "app", "offline", "crm")
+
+
+class Secret:
+    """A string that never shows itself in ``str``, ``repr``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value; only for the HTTP header that needs it."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the setting and its source."""
+
+
+@dataclass(frozen=True)
+class TikTokSettings:
+    """Everything the TikTok destination and its delivery need.
+
+    ``event_source_id`` is the pixel code for ``web``, the App ID for ``app``, the
+    offline or CRM event set id otherwise. ``mappings`` ``None`` means the packaged
+    default mappings. ``page_view_event`` is a setting because TikTok's own material
+    spells it both ``Pageview`` and ``PageView`` (reference §3.3).
+    """
+
+    event_source: str = "web"
+    event_source_id: str = ""
+    access_token: Secret = field(default_factory=lambda: Secret(""), repr=False)
+    test_event_code: str | None = None
+    partner_name: str = "cdp_tiktok"
+    endpoint: str = "https://business-api.tiktok.com"
+    mappings: Path | None = None
+    default_phone_region: str | None = None
+    page_view_event: str = "Pageview"
+    content_type: str = "product"
+    app_id: str | None = None
+    limited_data_use: bool | None = None
+    outbox: str = "sqlite:///cdp_tiktok_outbox.db"
+    identity: str = "sqlite:///cdp_tiktok_identity.db"
+    identity_ttl_days: float = 90.0
+    max_event_age_days: float = 7.0
+    batch_max_events: int = 1000
+    batch_max_bytes: int = 1_000_000
+    concurrency: int = 4
+    timeout_seconds: float = 10.0
+    max_attempts: int = 12
+
+    def validate(self, *, need_credentials: bool = True) -> TikTokSettings:
+        """Check the settings together; raise :class:`SettingsError` naming the field."""
+        if self.event_source not in EVENT_SOURCES:
+            raise SettingsError(
+                f"event_source: {self.event_source!r} is not one of {', '.join(EVENT_SOURCES)}"
+            )
+        if need_credentials and not self.event_source_id:
+            raise SettingsError(
+                "pixel_code (event_source_id) is required: pass --pixel-code, set "
+                "CDP_TIKTOK_PIXEL_CODE, or use --sandbox"
+            )
+        if need_credentials and not self.access_token:
+            raise SettingsError(
+                "access_token is required: pass --access-token, set CDP_TIKTOK_ACCESS_TOKEN, "
+                "or use --sandbox"
+            )
+        if not 1 <= self.batch_max_events <= 1000:
+            raise SettingsError("batch_max_events: must be between 1 and 1000 (TikTok's limit)")
+        if self.batch_max_bytes < 10_000:
+            raise SettingsError("batch_max_bytes: must be at least 10000")
+        if self.concurrency < 1:
+            raise SettingsError("concurrency: must be at least 1")
+        return self
+
+
+_ALIASES = {"pixel_code": "event_source_id"}
+_FIELDS = {f.name: f for f in dataclasses.fields(TikTokSettings)}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _FIELDS[name].type
+    if value is None:
+        return None
+    try:
+        if name == "access_token":
+            return value if isinstance(value, Secret) else Secret(str(value))
+        if name == "mappings":
+            return Path(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool | None":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{name} (from {source}): {exc}") from None
+
+
+def load_settings(
+    *,
+    file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> TikTokSettings:
+    """Merge defaults, a settings file, ``CDP_TIKTOK_*`` variables and explicit overrides.
+
+    Unknown keys in the file are errors naming the file and the key. ``pixel_code`` is
+    accepted as the name of ``event_source_id`` everywhere. ``None`` overrides are
+    ignored, so unset CLI flags do not mask lower sources.
+    """
+    values: dict[str, Any] = {}
+    if file is not None:
+        text = file.read_text(encoding="utf-8")
+        try:
+            loaded = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise SettingsError(f"{file}: not valid settings: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"{file}: settings must be a mapping of names to values")
+        for key, value in loaded.items():
+            name = _ALIASES.get(key, key)
+            if name not in _FIELDS:
+                raise SettingsError(f"{file}: unknown setting {key!r}")
+            values[name] = _coerce(name, value, str(file))
+    environ = os.environ if env is None else env
+    for name in _FIELDS:
+        for key in {name, *(k for k, v in _ALIASES.items() if v == name)}:
+            var = f"CDP_TIKTOK_{key.upper()}"
+            if var in environ and environ[var] != "":
+                values[name] = _coerce(name, environ[var], var)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        name = _ALIASES.get(key, key)
+        if name not in _FIELDS:
+            raise SettingsError(f"unknown setting {key!r}")
+        values[name] = _coerce(name, value, f"--{key.replace('_', '-')}")
+    return TikTokSettings(**values)

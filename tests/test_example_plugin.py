@@ -1,0 +1,98 @@
+"""The example third-party plugin, installed with pip, is found and called by the host."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "cdp-tiktok-example-leads"
+
+PROBE = """
+import json, sys
+from cdp_tiktok.host import Host
+host = Host(identity=None)
+events = host.track(user_id="user_123", event="Form Submitted",
+                    properties={"email": " Lead@Example.com ", "lead_id": 991})
+other = host.track(user_id="user_123", event="Signed Up")
+print(json.dumps({
+    "filter": host.filters["cents"]("1250"),
+    "events": [[e.key.destination, e.key.event_source, e.data] for e in events],
+    "other": [e.key.destination for e in other],
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """pip-install the example into a private target directory (not this environment)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        check=True,
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("CDP_TIKTOK_DISABLE_PLUGINS", None)
+    return env
+
+
+def test_plugins_command_lists_the_installed_example(installed: dict[str, str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "cdp_tiktok", "plugins", "--json"],
+        env=installed,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    plugins = {p["name"]: p for p in json.loads(out)}
+    example = plugins["example_leads"]
+    assert example["source"].startswith("entry point cdp_tiktok_example_leads")
+    assert {"cdp_on_track", "cdp_register_filters", "cdp_register_destinations"} <= set(
+        example["hooks"]
+    )
+
+
+def test_host_calls_the_installed_example_hook(installed: dict[str, str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=installed, capture_output=True, text=True, check=True
+    ).stdout
+    result = json.loads(out)
+    assert result["filter"] == 12.5
+    leads = [data for dest, source, data in result["events"] if dest == "Example Leads"]
+    assert len(leads) == 1
+    lead = leads[0]
+    assert lead["event"] == "Lead" and lead["lead"]["lead_id"] == "991"
+    # hashed by the shared policy: trimmed, lower-cased e-mail; never the raw value
+    assert lead["user"]["email"] == [hashlib.sha256(b"lead@example.com").hexdigest()]
+    assert "Lead@Example.com" not in out and "lead@example.com" not in out
+    assert "Example Leads" not in result["other"]
+
+
+def test_blocking_the_example_by_environment(installed: dict[str, str]) -> None:
+    env = dict(installed, CDP_TIKTOK_DISABLE_PLUGINS="example_leads")
+    out = subprocess.run(
+        [sys.executable, "-m", "cdp_tiktok", "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "example_leads" not in {p["name"] for p in json.loads(out)}
