@@ -162,7 +162,8 @@ class Host:
                     self.pm.register(plugin, name=name)
                     self._sources[name] = "built-in"
         for plugin in plugins:
-            name = self.pm.register(plugin)
+            own_name = getattr(plugin, "name", None)
+            name = self.pm.register(plugin, name=own_name if isinstance(own_name, str) else None)
             if name is not None:
                 self._sources[name] = "registered"
         if load_entry_points:
