@@ -1,0 +1,556 @@
+"""Segment message intake: schema validation, normalization and timestamps.
+
+``validate_message`` is the single gate every Segment message passes before routing.
+It checks the message against ``schemas/segment-message.schema.json`` (Draft 2020-12)
+and returns a normalized copy:
+
+* ``type`` set (from ``default_type`` when the message has none, e.g. ``POST /v1/track``);
+* ``userId``, ``anonymousId``, ``previousId``, ``groupId`` given as numbers become strings
+  (``42`` -> ``"42"``, ``42.0`` -> ``"42"``), as Segment's clients do;
+* known optional top-level fields that are ``null`` are removed (``null`` means absent);
+* ``messageId`` always present: when missing, a UUID-5 of the message's canonical JSON
+  (transport fields ``sentAt``, ``receivedAt``, ``writeKey`` excluded), so a re-sent
+  message keeps its id;
+* ``timestamp`` always present, as UTC ISO-8601 with milliseconds and a ``Z`` suffix
+  (``2024-05-01T12:30:00.250Z``).
+
+The copy is shallow: nested objects (``properties``, ``context`` ...) are shared with the
+input, which is never modified.
+
+Error messages never echo a field's value (it may be an e-mail or a phone number), only
+its JSON type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, Final
+
+from jsonschema import Draft202012Validator, ValidationError
+
+__all__ = [
+    "MESSAGE_SCHEMA",
+    "MESSAGE_TYPES",
+    "FieldError",
+    "MessageError",
+    "event_time",
+    "expand_batch",
+    "format_timestamp",
+    "is_batch",
+    "parse_timestamp",
+    "validate_message",
+]
+
+MESSAGE_TYPES: Final[tuple[str, ...]] = ("track", "identify", "page", "screen", "group", "alias")
+
+MESSAGE_SCHEMA: Final[dict[str, Any]] = json.loads(
+    resources.files("cdp_tiktok")
+    .joinpath("schemas", "segment-message.schema.json")
+    .read_text(encoding="utf-8")
+)
+
+_VALIDATOR: Final = Draft202012Validator(MESSAGE_SCHEMA)
+_BATCH_VALIDATOR: Final = Draft202012Validator(
+    {
+        "$schema": MESSAGE_SCHEMA["$schema"],
+        "$defs": MESSAGE_SCHEMA["$defs"],
+        "$ref": "#/$defs/batch",
+    }
+)
+
+# Fixed namespace for derived message ids: changing it would change every derived id.
+MESSAGE_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:cdp-tiktok:message-id")
+
+_TIME_FIELDS: Final = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+_ID_FIELDS: Final = ("userId", "anonymousId", "previousId", "groupId")
+# Known optional top-level fields for which null means "absent".
+_NULLABLE: Final = frozenset(
+    (
+        *_TIME_FIELDS,
+        "userId",
+        "anonymousId",
+        "messageId",
+        "context",
+        "integrations",
+        "properties",
+        "traits",
+        "channel",
+        "version",
+        "writeKey",
+        "name",
+        "category",
+    )
+)
+# Transport metadata: differs between two sends of the same message.
+_NOT_IDENTITY: Final = frozenset(("sentAt", "receivedAt", "writeKey"))
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_STRING: Final = re.compile(r"-?\d+(?:\.\d+)?")
+_MS_THRESHOLD: Final = 1e11
+_BAD_TIME: Final = "not an ISO-8601 timestamp or epoch number"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FieldError:
+    """One problem in a message: where (a JSON pointer, ``""`` for the whole message) and why."""
+
+    pointer: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.pointer}: {self.reason}" if self.pointer else self.reason
+
+
+class MessageError(ValueError):
+    """A rejected message: every problem found, plus where the message came from.
+
+    ``str(error)`` is ``"{source}:{line}: {pointer}: {reason}; {pointer}: {reason}"`` with
+    absent parts omitted. Reasons never contain field values.
+    """
+
+    def __init__(
+        self, errors: Iterable[FieldError], *, line: int | None = None, source: str | None = None
+    ) -> None:
+        self.errors: list[FieldError] = list(errors)
+        self.line = line
+        self.source = source
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        location = ":".join(str(part) for part in (self.source, self.line) if part is not None)
+        body = "; ".join(str(error) for error in self.errors)
+        return f"{location}: {body}" if location else body
+
+    def prefixed(self, prefix: str) -> MessageError:
+        """The same error with every pointer placed under ``prefix`` (e.g. ``/batch/3``)."""
+        return MessageError(
+            [FieldError(prefix + e.pointer, e.reason) for e in self.errors],
+            line=self.line,
+            source=self.source,
+        )
+
+
+# --------------------------------------------------------------------------- timestamps
+
+
+def _from_epoch(number: int | float) -> datetime:
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"{_BAD_TIME} (not finite)")
+    try:
+        if abs(number) > _MS_THRESHOLD:
+            if isinstance(number, int):
+                return _EPOCH + timedelta(milliseconds=number)
+            return _EPOCH + timedelta(seconds=number / 1000)
+        return _EPOCH + timedelta(seconds=number)
+    except OverflowError:
+        raise ValueError(f"{_BAD_TIME} (out of range)") from None
+
+
+def _to_datetime(value: object) -> datetime:
+    """An aware UTC datetime for an ISO-8601 string or an epoch number/string."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{_BAD_TIME} (got {_json_type(value)})")
+    if not isinstance(value, str):
+        return _from_epoch(value)
+    text = value.strip()
+    if _EPOCH_STRING.fullmatch(text):
+        return _from_epoch(float(text) if "." in text else int(text))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(_BAD_TIME) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{_BAD_TIME} (out of range)") from None
+
+
+def parse_timestamp(value: str | int | float) -> float:
+    """Unix seconds (UTC) of an ISO-8601 string or an epoch number.
+
+    Accepts any ISO-8601 form :meth:`datetime.fromisoformat` reads: offsets ``Z``,
+    ``+00:00``, ``+0530``; fractional seconds of any length (kept to microseconds);
+    date-only ``YYYY-MM-DD`` (midnight). A naive time (no offset) is taken as UTC.
+    Numbers, and strings of digits, are epoch seconds, or epoch milliseconds when their
+    absolute value is above 10^11. Raises :class:`ValueError` for anything else.
+    """
+    return _to_datetime(value).timestamp()
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``moment`` as UTC ISO-8601 with milliseconds and ``Z``: ``2024-05-01T12:30:00.250Z``.
+
+    A naive ``moment`` is taken as UTC.
+    """
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+def event_time(message: Mapping[str, Any]) -> int:
+    """Whole Unix seconds of a validated message's ``timestamp`` (rounded down)."""
+    return math.floor(parse_timestamp(message["timestamp"]))
+
+
+# --------------------------------------------------------------------------- fast path
+# A Python mirror of the schema, used only to skip jsonschema for messages it accepts.
+# It must never accept what the schema rejects (tests compare both verdicts); when it
+# rejects, the schema decides and words the errors.
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _opt_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _opt_obj(value: object) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+def _opt_bool(value: object) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+def _opt_id(value: object) -> bool:
+    return value is None or isinstance(value, str) or _is_number(value)
+
+
+def _present_id(value: object) -> bool:
+    return (isinstance(value, str) and value != "") or _is_number(value)
+
+
+def _opt_version(value: object) -> bool:
+    return value is None or isinstance(value, str) or _is_number(value)
+
+
+def _opt_time(value: object) -> bool:
+    return value is None or isinstance(value, str) or _is_number(value)
+
+
+def _opt_message_id(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value != "")
+
+
+def _opt_page(value: object) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, dict):
+        return False
+    return all(_opt_str(value.get(key)) for key in ("path", "referrer", "search", "title", "url"))
+
+
+def _opt_integrations(value: object) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, dict):
+        return False
+    return all(isinstance(option, bool | dict) for option in value.values())
+
+
+_CONTEXT_CHECKS: Final[dict[str, Callable[[object], bool]]] = {
+    "ip": _opt_str,
+    "userAgent": _opt_str,
+    "locale": _opt_str,
+    "timezone": _opt_str,
+    "groupId": _opt_id,
+    "active": _opt_bool,
+    "page": _opt_page,
+    **dict.fromkeys(
+        (
+            "userAgentData",
+            "traits",
+            "campaign",
+            "referrer",
+            "device",
+            "os",
+            "app",
+            "library",
+            "location",
+            "network",
+            "screen",
+        ),
+        _opt_obj,
+    ),
+}
+
+
+def _opt_context(value: object) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, dict):
+        return False
+    for key, item in value.items():
+        check = _CONTEXT_CHECKS.get(key)
+        if check is not None and not check(item):
+            return False
+    return True
+
+
+_COMMON_CHECKS: Final[tuple[tuple[str, Callable[[object], bool]], ...]] = (
+    ("userId", _opt_id),
+    ("anonymousId", _opt_id),
+    ("messageId", _opt_message_id),
+    ("timestamp", _opt_time),
+    ("originalTimestamp", _opt_time),
+    ("sentAt", _opt_time),
+    ("receivedAt", _opt_time),
+    ("context", _opt_context),
+    ("integrations", _opt_integrations),
+    ("properties", _opt_obj),
+    ("traits", _opt_obj),
+    ("channel", _opt_str),
+    ("version", _opt_version),
+    ("writeKey", _opt_str),
+)
+
+_TYPE_CHECKS: Final[dict[str, tuple[tuple[str, Callable[[object], bool]], ...]]] = {
+    "track": (("event", lambda v: isinstance(v, str) and v != ""),),
+    "identify": (),
+    "page": (("name", _opt_str), ("category", _opt_str)),
+    "screen": (("name", _opt_str), ("category", _opt_str)),
+    "group": (("groupId", _present_id),),
+    "alias": (("previousId", _present_id), ("userId", _present_id)),
+}
+
+
+def _fast_valid(message: dict[str, Any]) -> bool:
+    """True only when the schema would accept ``message`` (never a false True)."""
+    kind = message.get("type")
+    type_checks = _TYPE_CHECKS.get(kind) if isinstance(kind, str) else None
+    if type_checks is None:
+        return False
+    get = message.get
+    if not (_present_id(get("userId")) or _present_id(get("anonymousId"))):
+        return False
+    for key, check in _COMMON_CHECKS:
+        if not check(get(key)):
+            return False
+    return all(check(get(key)) for key, check in type_checks)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _pointer(parts: Iterable[object]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+_ARTICLED: Final = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "a boolean",
+}
+
+
+def _default_reason(error: ValidationError) -> str:
+    expected: Any = error.validator_value
+    if error.validator == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        wanted = " or ".join(_ARTICLED.get(name, name) for name in names if name != "null")
+        return f"must be {wanted}, got {_json_type(error.instance)}"
+    if error.validator == "minLength":
+        return "must not be empty"
+    if error.validator == "enum":
+        return "must be one of " + ", ".join(str(v) for v in expected)
+    return f"is invalid ({error.validator})"
+
+
+def _translate(error: ValidationError) -> list[FieldError]:
+    """Friendly, value-free field errors for one jsonschema error."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    reasons: dict[str, str] = schema.get("x-reasons", {})
+    pointer = _pointer(error.absolute_path)
+    validator = str(error.validator)
+    if validator == "required" and isinstance(error.instance, dict):
+        reason = reasons.get("required", "is required")
+        wanted: Any = error.validator_value
+        missing = [key for key in wanted if key not in error.instance]
+        return [FieldError(f"{pointer}{_pointer([key])}", reason) for key in missing]
+    pointer = schema.get("x-pointers", {}).get(validator, pointer)
+    return [FieldError(pointer, reasons.get(validator) or _default_reason(error))]
+
+
+def _schema_errors(validator: Draft202012Validator, instance: object) -> list[FieldError]:
+    found: set[FieldError] = set()
+    for error in validator.iter_errors(instance):
+        found.update(_translate(error))
+    return sorted(found)
+
+
+def _time_errors(message: Mapping[str, Any], times: dict[str, datetime]) -> list[FieldError]:
+    """Parse the timestamp fields into ``times``; errors for the unparsable ones."""
+    errors = []
+    for field in _TIME_FIELDS:
+        value = message.get(field)
+        if value is None or not (isinstance(value, str) or _is_number(value)):
+            continue  # absent, or a type error the schema reports
+        try:
+            times[field] = _to_datetime(value)
+        except ValueError:
+            errors.append(FieldError(f"/{field}", _BAD_TIME))
+    return errors
+
+
+# --------------------------------------------------------------------------- normalization
+
+
+def _id_string(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _derived_message_id(message: Mapping[str, Any]) -> str:
+    identity = {k: v for k, v in message.items() if k not in _NOT_IDENTITY}
+    try:
+        canonical = json.dumps(
+            identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
+    except (TypeError, ValueError):  # non-JSON keys from the Python API
+        canonical = repr(sorted(identity.items(), key=lambda item: str(item[0])))
+    return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, canonical))
+
+
+def _event_moment(times: Mapping[str, datetime]) -> datetime:
+    if "timestamp" in times:
+        return times["timestamp"]
+    original, sent, received = (
+        times.get("originalTimestamp"),
+        times.get("sentAt"),
+        times.get("receivedAt"),
+    )
+    if original is not None and sent is not None and received is not None:
+        try:
+            return received - (sent - original)  # device clock skew correction
+        except OverflowError:
+            return original
+    return original or received or datetime.now(UTC)
+
+
+def validate_message(
+    obj: Any,
+    *,
+    line: int | None = None,
+    source: str | None = None,
+    default_type: str | None = None,
+) -> dict[str, Any]:
+    """Validate one Segment message and return a normalized shallow copy.
+
+    Guarantees on the result: ``type`` is one of :data:`MESSAGE_TYPES`; ``messageId`` is a
+    non-empty string; ``timestamp`` is ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC), taken from
+    ``timestamp``, else ``receivedAt - (sentAt - originalTimestamp)`` when all three
+    exist, else ``originalTimestamp``, else ``receivedAt``, else now; ids are strings;
+    known optional fields are never ``null``. Validating the result again returns an
+    equal dict. ``obj`` is not modified.
+
+    Raises :class:`MessageError` listing every problem (deterministic order).
+    """
+    if not isinstance(obj, Mapping):
+        reason = f"a message must be a JSON object, got {_json_type(obj)}"
+        raise MessageError([FieldError("", reason)], line=line, source=source)
+    message = dict(obj)
+    if default_type is not None and message.get("type") is None:
+        message["type"] = default_type
+    errors = [] if _fast_valid(message) else _schema_errors(_VALIDATOR, message)
+    times: dict[str, datetime] = {}
+    errors.extend(_time_errors(message, times))
+    if errors:
+        raise MessageError(sorted(set(errors)), line=line, source=source)
+
+    for key in [k for k, v in message.items() if v is None and k in _NULLABLE]:
+        del message[key]
+    for key in _ID_FIELDS:
+        value = message.get(key)
+        if value is not None and not isinstance(value, str):
+            message[key] = _id_string(value)
+    if "messageId" not in message:
+        message["messageId"] = _derived_message_id(message)
+    message["timestamp"] = format_timestamp(_event_moment(times))
+    return message
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def is_batch(obj: object) -> bool:
+    """True when ``obj`` looks like a batch envelope (``{"batch": ...}`` without ``type``)."""
+    return isinstance(obj, Mapping) and "batch" in obj and "type" not in obj
+
+
+def _merge(envelope: dict[str, Any] | None, item: object, *, deep: bool) -> object:
+    """Envelope values under the item's; the item wins. Non-object items stay as they are."""
+    if not envelope:
+        return item
+    if item is None:
+        return dict(envelope)
+    if not isinstance(item, dict):
+        return item  # validation reports it
+    merged = {**envelope, **item}
+    if deep:
+        for key, value in envelope.items():
+            own = item.get(key)
+            if isinstance(value, dict) and isinstance(own, dict):
+                merged[key] = {**value, **own}
+    return merged
+
+
+def expand_batch(
+    envelope: Mapping[str, Any], *, line: int | None = None, source: str | None = None
+) -> list[Any]:
+    """The items of a Segment batch envelope, with the envelope merged into each.
+
+    Envelope ``context`` and ``integrations`` are merged into every object item (the
+    item wins on conflicts; context sub-objects such as ``context.library`` are merged
+    one level deeper); envelope ``sentAt`` fills items without one, so skew correction
+    works. Items are not validated here (pass each to :func:`validate_message`); the
+    envelope itself is, and a bad envelope raises :class:`MessageError`.
+    """
+    times: dict[str, datetime] = {}
+    errors = _schema_errors(_BATCH_VALIDATOR, envelope) + _time_errors(envelope, times)
+    if errors:
+        raise MessageError(sorted(set(errors)), line=line, source=source)
+    context = envelope.get("context")
+    integrations = envelope.get("integrations")
+    sent_at = envelope.get("sentAt")
+    items: list[Any] = []
+    for item in envelope["batch"]:
+        if isinstance(item, dict) and (context or integrations or sent_at is not None):
+            item = dict(item)
+            if context:
+                item["context"] = _merge(context, item.get("context"), deep=True)
+            if integrations:
+                item["integrations"] = _merge(integrations, item.get("integrations"), deep=False)
+            if sent_at is not None and item.get("sentAt") is None:
+                item["sentAt"] = sent_at
+        items.append(item)
+    return items
