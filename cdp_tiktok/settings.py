@@ -60,7 +60,9 @@ class TikTokSettings:
     ``event_source_id`` is the pixel code for ``web``, the App ID for ``app``, the
     offline or CRM event set id otherwise. ``mappings`` ``None`` means the packaged
     default mappings. ``page_view_event`` is a setting because TikTok's own material
-    spells it both ``Pageview`` and ``PageView`` (reference §3.3).
+    spells it both ``Pageview`` and ``PageView`` (reference §3.3). ``default_page_url``
+    is the ``page.url`` of web events whose message carries no page URL (server-side
+    calls); TikTok requires ``page`` on web events.
     """
 
     event_source: str = "web"
@@ -72,6 +74,7 @@ class TikTokSettings:
     mappings: Path | None = None
     default_phone_region: str | None = None
     page_view_event: str = "Pageview"
+    default_page_url: str | None = None
     content_type: str = "product"
     app_id: str | None = None
     limited_data_use: bool | None = None
