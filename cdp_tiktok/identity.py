@@ -1,0 +1,409 @@
+"""Identity enrichment: hashed match keys learnt from identify calls, reused later.
+
+An identify call stores the *hashed* ``email``, ``phone`` and ``external_id`` of its
+``userId`` and ``anonymousId`` (and links the two); an alias call links two ids. A later
+track/page/screen event that lacks a key gets it from the store (:func:`enrich_user`);
+keys present on the event always win.
+
+Privacy guarantees, for every store:
+
+* only SHA-256 hex match keys are accepted (anything else raises ``ValueError`` without
+  echoing the value), so no raw email, phone or external id is ever stored;
+* ids are stored as SHA-256 of the id (never the id itself);
+* entries expire ``ttl_seconds`` after they were last written;
+* :meth:`IdentityStore.forget` deletes everything known about a person: the given ids
+  and every id linked to them.
+
+Stores: ``sqlite:///path`` (default; one file, WAL, safe for several processes) and
+``memory://`` (tests). The :class:`IdentityStore` protocol leaves room for others
+(e.g. Redis).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from cdp_tiktok.matchkeys import LIST_KEYS, is_sha256_hex, sha256_hex
+
+#: The match keys the store keeps (hashed lists).
+STORED_KEYS: Final = LIST_KEYS
+#: At most this many values per key are returned by a lookup (the newest first).
+MAX_VALUES_PER_KEY: Final = 10
+#: A lookup follows links at most this far (guards against pathological alias chains).
+MAX_LINKED_IDS: Final = 50
+#: Expired entries are purged every this many writes (and when a SQLite store opens).
+PURGE_EVERY: Final = 1000
+_ID_NAMESPACE = "cdp_tiktok.identity:"
+
+
+class IdentityStore(Protocol):
+    """Stores hashed match keys per (hashed) id; see the module docstring for guarantees."""
+
+    def remember(
+        self,
+        user_id: str | None,
+        anonymous_id: str | None,
+        keys: Mapping[str, Sequence[str]],
+        now: float | None = None,
+    ) -> None:
+        """Store ``keys`` (64-hex values of email/phone/external_id) for both ids, and
+        link the two ids when both are given. Raises ``ValueError`` on a raw value."""
+        ...
+
+    def link(self, previous_id: str, user_id: str, now: float | None = None) -> None:
+        """Record that ``previous_id`` and ``user_id`` are the same person (alias)."""
+        ...
+
+    def lookup(
+        self, user_id: str | None, anonymous_id: str | None, now: float | None = None
+    ) -> dict[str, list[str]]:
+        """Keys known for the ids and their linked ids, not expired; each list newest
+        first, de-duplicated, at most :data:`MAX_VALUES_PER_KEY` values; absent keys omitted."""
+        ...
+
+    def forget(self, user_id: str | None = None, anonymous_id: str | None = None) -> int:
+        """Delete every entry of these ids and of all ids linked to them; return the count."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources; the store is unusable afterwards."""
+        ...
+
+
+def id_digest(identifier: str) -> str:
+    """The stored form of a userId/anonymousId: SHA-256 hex of a namespaced id."""
+    return sha256_hex(_ID_NAMESPACE + identifier)
+
+
+def _digests(*ids: str | None) -> list[str]:
+    return list(dict.fromkeys(id_digest(i) for i in ids if i))
+
+
+def _checked(keys: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, values in keys.items():
+        if key not in STORED_KEYS:
+            raise ValueError(f"identity store keeps only {', '.join(STORED_KEYS)}; got {key!r}")
+        if isinstance(values, str):
+            raise ValueError(f"identity store: {key!r} must be a list of hashed values")
+        for value in values:
+            if not isinstance(value, str) or not is_sha256_hex(value):
+                # never echo the value: it may be a raw identifier
+                raise ValueError(f"identity store accepts only SHA-256 hex values for {key!r}")
+            rows.append((key, value.lower()))
+    return rows
+
+
+def _merge(rows: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Rows in priority order -> de-duplicated, capped lists per key."""
+    merged: dict[str, list[str]] = {}
+    for key, value in rows:
+        values = merged.setdefault(key, [])
+        if value not in values and len(values) < MAX_VALUES_PER_KEY:
+            values.append(value)
+    return merged
+
+
+def enrich_user(
+    user: dict[str, Any], stored: Mapping[str, list[str]]
+) -> tuple[dict[str, Any], list[str]]:
+    """Fill ``email``, ``phone``, ``external_id`` missing from ``user`` with ``stored``.
+
+    Returns a new user object (``user`` is not modified) and the keys that were filled,
+    in :data:`STORED_KEYS` order. A key present on the event (non-empty) always wins.
+    """
+    enriched = dict(user)
+    filled: list[str] = []
+    for key in STORED_KEYS:
+        values = stored.get(key)
+        if values and not user.get(key):
+            enriched[key] = list(values)
+            filled.append(key)
+    return enriched, filled
+
+
+# --- in-memory store --------------------------------------------------------------------
+
+
+class MemoryIdentityStore:
+    """An :class:`IdentityStore` in process memory (tests, short-lived tools); thread-safe."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        # node -> (key, value) -> last written
+        self._keys: dict[str, dict[tuple[str, str], float]] = {}
+        # node -> linked node -> last written
+        self._links: dict[str, dict[str, float]] = {}
+        self._writes = 0
+
+    def remember(
+        self,
+        user_id: str | None,
+        anonymous_id: str | None,
+        keys: Mapping[str, Sequence[str]],
+        now: float | None = None,
+    ) -> None:
+        """See :meth:`IdentityStore.remember`."""
+        rows = _checked(keys)
+        at = time.time() if now is None else now
+        nodes = _digests(user_id, anonymous_id)
+        with self._lock:
+            for node in nodes:
+                entries = self._keys.setdefault(node, {})
+                for row in rows:
+                    entries[row] = at
+            if len(nodes) == 2:
+                self._link(nodes[0], nodes[1], at)
+            self._writes += 1
+            due = self._writes % PURGE_EVERY == 0
+        if due:
+            self.purge(at)
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete expired entries and links; return how many were deleted."""
+        since = (time.time() if now is None else now) - self._ttl
+        count = 0
+        with self._lock:
+            for table in (self._keys, self._links):
+                for node in list(table):
+                    entries: dict[Any, float] = table[node]
+                    for item in [i for i, at in entries.items() if at < since]:
+                        del entries[item]
+                        count += 1
+                    if not entries:
+                        del table[node]
+        return count
+
+    def link(self, previous_id: str, user_id: str, now: float | None = None) -> None:
+        """See :meth:`IdentityStore.link`."""
+        nodes = _digests(previous_id, user_id)
+        if len(nodes) == 2:
+            with self._lock:
+                self._link(nodes[0], nodes[1], time.time() if now is None else now)
+
+    def _link(self, a: str, b: str, at: float) -> None:
+        self._links.setdefault(a, {})[b] = at
+        self._links.setdefault(b, {})[a] = at
+
+    def _component(self, start: list[str], since: float) -> list[str]:
+        seen = list(start)
+        for node in seen:
+            for other, at in self._links.get(node, {}).items():
+                if at >= since and other not in seen and len(seen) < MAX_LINKED_IDS:
+                    seen.append(other)
+        return seen
+
+    def lookup(
+        self, user_id: str | None, anonymous_id: str | None, now: float | None = None
+    ) -> dict[str, list[str]]:
+        """See :meth:`IdentityStore.lookup`."""
+        since = (time.time() if now is None else now) - self._ttl
+        with self._lock:
+            rows: list[tuple[str, str]] = []
+            for node in self._component(_digests(user_id, anonymous_id), since):
+                entries = self._keys.get(node, {})
+                fresh = sorted((-at, row) for row, at in entries.items() if at >= since)
+                rows.extend(row for _, row in fresh)
+        return _merge(rows)
+
+    def forget(self, user_id: str | None = None, anonymous_id: str | None = None) -> int:
+        """See :meth:`IdentityStore.forget`."""
+        with self._lock:
+            nodes = self._component(_digests(user_id, anonymous_id), float("-inf"))
+            count = 0
+            for node in nodes:
+                count += len(self._keys.pop(node, {}))
+                for other in self._links.pop(node, {}):
+                    count += 1
+                    self._links.get(other, {}).pop(node, None)
+            return count
+
+    def close(self) -> None:
+        """Drop everything held in memory."""
+        with self._lock:
+            self._keys.clear()
+            self._links.clear()
+
+
+# --- SQLite store -----------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identity_keys (
+    node TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    written REAL NOT NULL,
+    PRIMARY KEY (node, key, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identity_keys_written ON identity_keys (written);
+CREATE TABLE IF NOT EXISTS identity_links (
+    node TEXT NOT NULL,
+    other TEXT NOT NULL,
+    written REAL NOT NULL,
+    PRIMARY KEY (node, other)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identity_links_written ON identity_links (written);
+"""
+_UPSERT_KEY = (
+    "INSERT INTO identity_keys (node, key, value, written) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (node, key, value) DO UPDATE SET written = excluded.written"
+)
+_UPSERT_LINK = (
+    "INSERT INTO identity_links (node, other, written) VALUES (?, ?, ?) "
+    "ON CONFLICT (node, other) DO UPDATE SET written = excluded.written"
+)
+_SELECT_LINKS = "SELECT other FROM identity_links WHERE node = ? AND written >= ?"
+_SELECT_KEYS = (
+    "SELECT key, value FROM identity_keys WHERE node = ? AND written >= ? "
+    "ORDER BY written DESC, key, value"
+)
+
+
+class SQLiteIdentityStore:
+    """An :class:`IdentityStore` in one SQLite file (WAL; ``busy_timeout`` so several
+    processes can share it). Thread-safe within a process."""
+
+    def __init__(self, path: str | Path, ttl_seconds: float, busy_timeout_ms: int = 10_000) -> None:
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._db = sqlite3.connect(
+            str(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        # forget() must not leave deleted hashes in free pages
+        self._db.execute("PRAGMA secure_delete = ON")
+        self._db.executescript(_SCHEMA)
+        self.purge()
+
+    def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    self._db.executemany(sql, params)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._writes += 1
+            due = self._writes % PURGE_EVERY == 0
+        if due:
+            self.purge()
+
+    def remember(
+        self,
+        user_id: str | None,
+        anonymous_id: str | None,
+        keys: Mapping[str, Sequence[str]],
+        now: float | None = None,
+    ) -> None:
+        """See :meth:`IdentityStore.remember`."""
+        rows = _checked(keys)
+        at = time.time() if now is None else now
+        nodes = _digests(user_id, anonymous_id)
+        statements = [(_UPSERT_KEY, [(n, k, v, at) for n in nodes for k, v in rows])]
+        if len(nodes) == 2:
+            statements.append((_UPSERT_LINK, _link_rows(nodes[0], nodes[1], at)))
+        if rows or len(nodes) == 2:
+            self._write(statements)
+
+    def link(self, previous_id: str, user_id: str, now: float | None = None) -> None:
+        """See :meth:`IdentityStore.link`."""
+        nodes = _digests(previous_id, user_id)
+        if len(nodes) == 2:
+            at = time.time() if now is None else now
+            self._write([(_UPSERT_LINK, _link_rows(nodes[0], nodes[1], at))])
+
+    def _component(self, start: list[str], since: float) -> list[str]:
+        seen = list(start)
+        for node in seen:
+            for (other,) in self._db.execute(_SELECT_LINKS, (node, since)):
+                if other not in seen and len(seen) < MAX_LINKED_IDS:
+                    seen.append(other)
+        return seen
+
+    def lookup(
+        self, user_id: str | None, anonymous_id: str | None, now: float | None = None
+    ) -> dict[str, list[str]]:
+        """See :meth:`IdentityStore.lookup`."""
+        since = (time.time() if now is None else now) - self._ttl
+        rows: list[tuple[str, str]] = []
+        with self._lock:
+            for node in self._component(_digests(user_id, anonymous_id), since):
+                rows.extend(self._db.execute(_SELECT_KEYS, (node, since)))
+        return _merge(rows)
+
+    def forget(self, user_id: str | None = None, anonymous_id: str | None = None) -> int:
+        """See :meth:`IdentityStore.forget`."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                nodes = self._component(_digests(user_id, anonymous_id), float("-inf"))
+                count = 0
+                for node in nodes:
+                    count += self._db.execute(
+                        "DELETE FROM identity_keys WHERE node = ?", (node,)
+                    ).rowcount
+                    count += self._db.execute(
+                        "DELETE FROM identity_links WHERE node = ? OR other = ?", (node, node)
+                    ).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self.checkpoint()
+        return count
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete expired entries and links; return how many rows were deleted."""
+        since = (time.time() if now is None else now) - self._ttl
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                count = self._db.execute(
+                    "DELETE FROM identity_keys WHERE written < ?", (since,)
+                ).rowcount
+                count += self._db.execute(
+                    "DELETE FROM identity_links WHERE written < ?", (since,)
+                ).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return count
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file and truncate it, so deleted rows leave the WAL."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+
+def _link_rows(a: str, b: str, at: float) -> list[tuple[Any, ...]]:
+    return [(a, b, at), (b, a, at)]
+
+
+def open_identity_store(url: str, ttl_seconds: float) -> IdentityStore:
+    """Open the store named by ``url``: ``sqlite:///relative/path``,
+    ``sqlite:////absolute/path`` or ``memory://``. Entries expire after ``ttl_seconds``."""
+    if ttl_seconds <= 0:
+        raise ValueError("identity ttl must be positive")
+    if url == "memory://":
+        return MemoryIdentityStore(ttl_seconds)
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and len(url) > len(prefix):
+        return SQLiteIdentityStore(url[len(prefix) :], ttl_seconds)
+    raise ValueError(f"unsupported identity store URL {url!r}: use sqlite:///path or memory://")

@@ -1,0 +1,461 @@
+"""Match-key policy 1: how raw identifiers become TikTok's ``user`` object.
+
+One table (:data:`KEY_RULES`) says, for every TikTok user key, whether it is a list,
+whether it is hashed, whether a pre-hashed value is accepted, and how it is normalized.
+:class:`MatchKeyNormalizer` applies it. Guarantees:
+
+* hashed keys leave as 64 lower-case hex characters; a value that already is 64 hex
+  characters is lower-cased and passed through, never hashed twice;
+* invalid values are dropped and counted by ``"key:reason"``, never hashed as garbage;
+  no raw value appears in the result (nor in an error message);
+* absent or blank values are omitted: never ``""`` or ``[]``;
+* repeated raw values are served from a bounded in-memory LRU cache.
+
+The policy is documented for users in ``docs/matching.md``; changing any rule here
+means a new :data:`POLICY_VERSION`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import phonenumbers
+
+POLICY_VERSION: Final = 1
+
+#: Keys whose output is a de-duplicated list of hashes (TikTok's documented arrays).
+LIST_KEYS: Final = ("email", "phone", "external_id")
+
+_SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r"[^\s\x00-\x1f\x7f]+")
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
+# "00" is the ITU-recommended international call prefix; rewritten to "+" before parsing.
+_IDD_00 = re.compile(r"^[\s(\[]*00")
+_ATT_STATUSES: Final = frozenset(
+    {"AUTHORIZED", "DENIED", "NOT_DETERMINED", "RESTRICTED", "NOT_APPLICABLE"}
+)
+
+
+def sha256_hex(text: str) -> str:
+    """Return the SHA-256 of ``text`` (UTF-8) as 64 lower-case hex characters."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_sha256_hex(text: str) -> bool:
+    """True when ``text`` is exactly 64 hex characters (either case), i.e. already hashed."""
+    return len(text) == 64 and _SHA256_HEX.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class MatchKeyPolicy:
+    """Tunable parts of policy 1.
+
+    ``default_region``: ISO 3166-1 region (``"FR"``) for phone numbers written without a
+    country code; ``None`` drops such numbers as ``phone:no_region``.
+    ``max_values``: at most this many distinct values per list key (email, phone,
+    external_id); further values are dropped as ``key:too_many``.
+    ``cache_size``: entries of the in-memory LRU cache of normalized values (0 disables it).
+    """
+
+    default_region: str | None = None
+    max_values: int = 10
+    cache_size: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.max_values < 1:
+            raise ValueError("max_values must be at least 1")
+        if self.cache_size < 0:
+            raise ValueError("cache_size must not be negative")
+        region = self.default_region
+        if region is not None and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"default_region {region!r} is not a phone region (e.g. 'US', 'FR')")
+
+
+@dataclass
+class UserKeys:
+    """A TikTok ``user`` object plus what was dropped on the way.
+
+    ``user`` holds ``email``/``phone``/``external_id`` as lists of 64-hex strings and the
+    other keys as strings; ``dropped`` counts dropped values by ``"key:reason"``.
+    """
+
+    user: dict[str, Any]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class _Invalid(Exception):
+    """Raised by a normalizer; ``reason`` becomes the ``key:reason`` counter."""
+
+    def __init__(self, reason: str = "invalid") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Reject:
+    reason: str
+
+
+_BLANK: Final = _Reject("blank")  # not counted: a blank value is an absent value
+_REJECTS: dict[str, _Reject] = {}
+
+
+def _reject(reason: str) -> _Reject:
+    return _REJECTS.setdefault(reason, _Reject(reason))
+
+
+_TOO_MANY: Final = _reject("too_many")  # a list key already holds max_values values
+_EXTRA: Final = _reject("extra")  # a scalar key already has its (first valid) value
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRule:
+    """How one TikTok user key is normalized.
+
+    ``many``: the output is a list. ``hashed``: SHA-256 after ``normalize``.
+    ``prehashed``: 64-hex input is passed through lower-cased. ``numbers``: JSON numbers
+    are accepted and turned into text first. ``normalize`` gets trimmed, non-blank text
+    and returns the normalized text or raises ``_Invalid``.
+    """
+
+    many: bool
+    hashed: bool
+    prehashed: bool
+    numbers: bool
+    normalize: Callable[[str], str]
+
+
+# --- normalizers: each receives trimmed, non-empty text --------------------------------
+
+
+def _email(text: str) -> str:
+    text = text.lower()
+    if _EMAIL.fullmatch(text) is None:
+        raise _Invalid()
+    return text
+
+
+def _external_id(text: str) -> str:
+    return text
+
+
+def _compact_lower(text: str) -> str:
+    return _WHITESPACE.sub("", unicodedata.normalize("NFC", text)).lower()
+
+
+def _spaced_lower(text: str) -> str:
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).lower()
+
+
+def _country(text: str) -> str:
+    if _COUNTRY.fullmatch(text) is None:
+        raise _Invalid()
+    return text.lower()
+
+
+def _limited(pattern: re.Pattern[str], max_length: int) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if len(text) > max_length or pattern.fullmatch(text) is None:
+            raise _Invalid()
+        return text
+
+    return check
+
+
+def _user_agent(text: str) -> str:
+    if len(text) > 4096 or _CONTROL.search(text):
+        raise _Invalid()
+    return text
+
+
+def _ip(text: str) -> str:
+    if "%" in text:  # a link-local scope id means nothing outside the host
+        raise _Invalid()
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise _Invalid() from None
+    # A dual-stack server reports IPv4 clients as ::ffff:a.b.c.d; send the IPv4 address.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
+
+
+def _locale(text: str) -> str:
+    text = text.replace("_", "-")
+    if len(text) > 35 or _LOCALE.fullmatch(text) is None:
+        raise _Invalid()
+    first, *rest = text.split("-")
+    parts = [first.lower()]
+    for part in rest:
+        if len(part) == 2 and part.isalpha():
+            parts.append(part.upper())  # region
+        elif len(part) == 4 and part.isalpha():
+            parts.append(part.title())  # script
+        else:
+            parts.append(part.lower())
+    return "-".join(parts)
+
+
+def _uuid(upper: bool) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if _UUID.fullmatch(text) is None or text == _ZERO_UUID:
+            raise _Invalid()
+        return text.upper() if upper else text.lower()
+
+    return check
+
+
+def _att_status(text: str) -> str:
+    text = text.upper().replace("-", "_").replace(" ", "_")
+    if text not in _ATT_STATUSES:
+        raise _Invalid()
+    return text
+
+
+_PHONE_SEPARATORS = re.compile(r"[\s().\-/\[\]]")
+_INTERNATIONAL_DIGITS = re.compile(r"\+[1-9][0-9]{1,16}")
+_NATIONAL_DIGITS = re.compile(r"[1-9][0-9]{1,16}")
+_IS_POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
+
+
+@functools.cache
+def _prefix_pattern(pattern: str | None) -> re.Pattern[str] | None:
+    return re.compile(pattern) if pattern else None
+
+
+def _possible_e164(country_code: int, significant: str) -> str | None:
+    """``+<cc><significant>`` when libphonenumber would parse the digits to exactly this
+    number and call it possible; ``None`` when it cannot tell cheaply (the caller then
+    runs the full parser).
+
+    The full parser strips a national (trunk) prefix and treats leading zeros specially;
+    this shortcut only answers when neither can apply: no leading zero and no match of
+    the region's national-prefix-for-parsing pattern. A property test checks it against
+    ``phonenumbers.parse``.
+    """
+    if significant[0] == "0":
+        return None
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None:
+        return None
+    prefix = _prefix_pattern(metadata.national_prefix_for_parsing)
+    if prefix is not None and prefix.match(significant):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(significant))
+    if phonenumbers.is_possible_number_with_reason(number) != _IS_POSSIBLE:
+        return None
+    return f"+{country_code}{significant}"
+
+
+def _fast_international(compact: str) -> str | None:
+    digits = compact[1:]
+    for size in (1, 2, 3):  # country codes are prefix-free
+        country_code = int(digits[:size])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            significant = digits[size:]
+            return _possible_e164(country_code, significant) if significant else None
+    return None
+
+
+def _fast_national(compact: str, region: str) -> str | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.country_code is None:
+        return None
+    idd = _prefix_pattern(metadata.international_prefix)
+    # the full parser handles numbers that begin like an international call or with
+    # the region's own country code
+    if (idd is not None and idd.match(compact)) or compact.startswith(str(metadata.country_code)):
+        return None
+    return _possible_e164(metadata.country_code, compact)
+
+
+def _phone(default_region: str | None) -> Callable[[str], str]:
+    region = default_region.upper() if default_region else None
+    e164 = phonenumbers.PhoneNumberFormat.E164
+
+    def check(text: str) -> str:
+        text = _IDD_00.sub("+", text, count=1)
+        compact = _PHONE_SEPARATORS.sub("", text)
+        if _INTERNATIONAL_DIGITS.fullmatch(compact):
+            fast = _fast_international(compact)
+        elif region is not None and _NATIONAL_DIGITS.fullmatch(compact):
+            fast = _fast_national(compact, region)
+        else:
+            fast = None
+        if fast is not None:
+            return fast
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException as exc:
+            no_code = phonenumbers.NumberParseException.INVALID_COUNTRY_CODE
+            if exc.error_type == no_code and region is None and "+" not in text:
+                raise _Invalid("no_region") from None
+            raise _Invalid() from None
+        # IS_POSSIBLE_LOCAL_ONLY (no area code) cannot become a correct E.164 number.
+        if phonenumbers.is_possible_number_with_reason(number) != _IS_POSSIBLE:
+            raise _Invalid()
+        result: str = phonenumbers.format_number(number, e164)
+        return result
+
+    return check
+
+
+def key_rules(policy: MatchKeyPolicy) -> dict[str, KeyRule]:
+    """The rule table of policy 1 for ``policy`` (only the phone rule depends on it)."""
+    token = _limited(_TOKEN, 2048)
+    # columns:          many,  hashed, prehashed, numbers, normalize
+    return {
+        "email": KeyRule(True, True, True, False, _email),
+        "phone": KeyRule(True, True, True, True, _phone(policy.default_region)),
+        "external_id": KeyRule(True, True, True, True, _external_id),
+        "ttclid": KeyRule(False, False, False, False, token),
+        "ttp": KeyRule(False, False, False, False, token),
+        "ip": KeyRule(False, False, False, False, _ip),
+        "user_agent": KeyRule(False, False, False, False, _user_agent),
+        "locale": KeyRule(False, False, False, False, _locale),
+        "idfa": KeyRule(False, False, True, False, _uuid(upper=True)),
+        "idfv": KeyRule(False, False, False, False, _uuid(upper=True)),
+        "gaid": KeyRule(False, False, True, False, _uuid(upper=False)),
+        "att_status": KeyRule(False, False, False, False, _att_status),
+        "first_name": KeyRule(False, True, True, False, _compact_lower),
+        "last_name": KeyRule(False, True, True, False, _compact_lower),
+        "zip_code": KeyRule(False, True, True, True, _compact_lower),
+        "city": KeyRule(False, False, False, False, _spaced_lower),
+        "state": KeyRule(False, False, False, False, _spaced_lower),
+        "country": KeyRule(False, False, False, False, _country),
+    }
+
+
+#: The rule table with the default policy (for documentation and introspection).
+KEY_RULES: Final = key_rules(MatchKeyPolicy())
+USER_KEYS: Final = tuple(KEY_RULES)
+
+
+def _number_text(value: float) -> str | None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    return str(value)
+
+
+class MatchKeyNormalizer:
+    """Applies policy 1 to raw user keys; thread-safe; reuse one instance.
+
+    Each distinct raw text per key is normalized once and then served from an LRU cache
+    of ``policy.cache_size`` entries held in memory only (``cache_info()`` reports it).
+    """
+
+    def __init__(self, policy: MatchKeyPolicy = MatchKeyPolicy()) -> None:
+        self.policy = policy
+        self._rules = key_rules(policy)
+        self._max_values = policy.max_values
+        cached = functools.lru_cache(maxsize=policy.cache_size)(self._normalize_text)
+        self._cached: Callable[[str, str], str | _Reject] = cached
+        self.cache_info = cached.cache_info
+
+    def _normalize_text(self, key: str, text: str) -> str | _Reject:
+        rule = self._rules[key]
+        text = text.strip()
+        if not text:
+            return _BLANK
+        if rule.prehashed and is_sha256_hex(text):
+            return text.lower()
+        try:
+            normalized = rule.normalize(text)
+        except _Invalid as exc:
+            return _reject(exc.reason)
+        return sha256_hex(normalized) if rule.hashed else normalized
+
+    def _one(self, key: str, rule: KeyRule, value: Any) -> str | _Reject:
+        if isinstance(value, str):
+            return self._cached(key, value)
+        if value is None:
+            return _BLANK
+        if isinstance(value, bool) or not rule.numbers or not isinstance(value, int | float):
+            return _reject("wrong_type")
+        text = _number_text(value)
+        return _reject("invalid") if text is None else self._cached(key, text)
+
+    def normalize_user(self, raw: Mapping[str, Any]) -> UserKeys:
+        """Normalize and hash ``raw`` (TikTok user key -> value, list of values, or None).
+
+        Returns TikTok's ``user`` object (list keys de-duplicated in first-seen order and
+        capped at ``max_values``; for scalar keys the first valid value wins) and the
+        dropped-value counters. Raises ``ValueError`` naming an unknown key.
+        """
+        rules = self._rules
+        cached = self._cached
+        user: dict[str, Any] = {}
+        dropped: dict[str, int] = {}
+        for key, value in raw.items():
+            rule = rules.get(key)
+            if rule is None:
+                raise ValueError(
+                    f"unknown match key {key!r}; expected one of: {', '.join(USER_KEYS)}"
+                )
+            if isinstance(value, str):  # the common case, kept short: one text value
+                result = cached(key, value)
+                if isinstance(result, str):
+                    user[key] = [result] if rule.many else result
+                elif result is not _BLANK:
+                    _count(dropped, key, result)
+            elif value is not None:
+                self._several(key, rule, value, user, dropped)
+        return UserKeys(user, dropped)
+
+    def _several(
+        self, key: str, rule: KeyRule, value: Any, user: dict[str, Any], dropped: dict[str, int]
+    ) -> None:
+        values = value if isinstance(value, list | tuple) else (value,)
+        limit = self._max_values if rule.many else 1
+        kept: list[str] = []
+        for item in values:
+            result = self._one(key, rule, item)
+            if isinstance(result, str):
+                if result in kept:
+                    continue
+                if len(kept) < limit:
+                    kept.append(result)
+                    continue
+                result = _TOO_MANY if rule.many else _EXTRA
+            if result is not _BLANK:
+                _count(dropped, key, result)
+        if kept:
+            user[key] = kept if rule.many else kept[0]
+
+
+def _count(dropped: dict[str, int], key: str, reject: _Reject) -> None:
+    name = f"{key}:{reject.reason}"
+    dropped[name] = dropped.get(name, 0) + 1
+
+
+@functools.lru_cache(maxsize=8)
+def _normalizer_for(policy: MatchKeyPolicy) -> MatchKeyNormalizer:
+    return MatchKeyNormalizer(policy)
+
+
+def normalize_user(
+    raw: Mapping[str, Any],
+    policy: MatchKeyPolicy = MatchKeyPolicy(),
+) -> UserKeys:
+    """Shortcut for ``MatchKeyNormalizer(policy).normalize_user(raw)`` with a shared,
+    cached normalizer per policy."""
+    return _normalizer_for(policy).normalize_user(raw)
