@@ -1,0 +1,445 @@
+"""The SQLite outbox: one file, durable on every acknowledged write, shareable by processes.
+
+Durability rests on WAL journaling with ``synchronous=FULL``: a transaction's commit
+returns only after its WAL frames are fsynced, so an acknowledged ``enqueue`` survives
+``kill -9`` and power loss. Several worker processes may share one file: every write is
+a ``BEGIN IMMEDIATE`` transaction (one writer at a time, others wait up to the busy
+timeout), and a claim selects and leases its records in one ``UPDATE ... RETURNING``
+statement, so two workers never hold a live lease on the same record.
+
+Delivered records are deleted (the file stays small); the ``delivered`` count lives in
+the ``counters`` table, updated in the same transaction. Dead letters stay in the
+``outbox`` table with state ``dead`` and keep their id through replay.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from cdp_tiktok.delivery.outbox import DeadLetter, OutboxRecord, OutboxStats
+from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+# state is 'live' (pending when lease_owner is NULL, leased otherwise) or 'dead'.
+# next_attempt_at is "when this record is next claimable": the retry time while pending,
+# the lease expiry while leased; ready_at keeps the retry time during a lease, so that
+# release() can restore it. The (state, next_attempt_at) index then answers every "what
+# is ready" query in claim order (next_attempt_at, then id) without sorting.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    state           TEXT    NOT NULL CHECK (state IN ('live', 'dead')),
+    destination     TEXT    NOT NULL,
+    event_source    TEXT    NOT NULL,
+    event_source_id TEXT    NOT NULL,
+    test_event_code TEXT,
+    event_id        TEXT,
+    data            TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    history         TEXT    NOT NULL DEFAULT '[]',
+    enqueued_at     REAL    NOT NULL,
+    next_attempt_at REAL    NOT NULL,
+    ready_at        REAL    NOT NULL,
+    lease_owner     TEXT,
+    reason          TEXT,
+    dead_at         REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_state_next ON outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('delivered', 0);
+"""
+
+_KEY_COLUMNS = "destination, event_source, event_source_id, test_event_code"
+_RECORD_COLUMNS = f"id, {_KEY_COLUMNS}, data, event_id, attempts, enqueued_at, history"
+_DEAD_COLUMNS = f"id, {_KEY_COLUMNS}, data, event_id, reason, history, enqueued_at, dead_at"
+_READY = "state = 'live' AND next_attempt_at <= :now"
+_KEY_MATCH = (
+    "destination = :destination AND event_source = :event_source"
+    " AND event_source_id = :event_source_id AND test_event_code IS :test_event_code"
+)
+_IDS = "id IN (SELECT value FROM json_each(:ids))"
+# A guarded settle touches only records still leased by that worker; an unguarded one
+# touches any live record. The unary + keeps SQLite on the rowid lookup of the id list.
+_GUARD = {True: "+state = 'live' AND lease_owner = :worker", False: "+state = 'live'"}
+
+_INSERT = f"""
+INSERT INTO outbox (state, {_KEY_COLUMNS}, event_id, data, enqueued_at, next_attempt_at,
+                    ready_at)
+VALUES ('live', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode = json.JSONDecoder().decode
+
+
+def _history(text: str) -> tuple[Attempt, ...]:
+    if text == "[]":
+        return ()
+    return tuple(Attempt(**item) for item in _decode(text))
+
+
+def _key(row: Sequence[Any], start: int) -> BatchKey:
+    return BatchKey(row[start], row[start + 1], row[start + 2], row[start + 3])
+
+
+def _record(row: Sequence[Any]) -> OutboxRecord:
+    return OutboxRecord(
+        id=row[0],
+        key=_key(row, 1),
+        data=_decode(row[5]),
+        event_id=row[6],
+        attempts=row[7],
+        enqueued_at=float(row[8]),
+        history=_history(row[9]),
+    )
+
+
+def _dead_letter(row: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(
+        id=row[0],
+        key=_key(row, 1),
+        data=_decode(row[5]),
+        event_id=row[6],
+        reason=row[7],
+        history=_history(row[8]),
+        enqueued_at=float(row[9]),
+        dead_at=float(row[10]),
+    )
+
+
+def _key_params(key: BatchKey) -> dict[str, Any]:
+    return {
+        "destination": key.destination,
+        "event_source": key.event_source,
+        "event_source_id": key.event_source_id,
+        "test_event_code": key.test_event_code,
+    }
+
+
+class OutboxSchemaError(RuntimeError):
+    """The file cannot serve as this version's outbox (unknown schema version, no WAL)."""
+
+
+class SQLiteOutbox:
+    """An :class:`~cdp_tiktok.delivery.outbox.Outbox` in one SQLite file.
+
+    Safe to share between processes (each opens its own ``SQLiteOutbox``) and between
+    threads of one process (calls are serialized on one connection).
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+        try:
+            self._setup(busy_timeout_ms)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self, busy_timeout_ms: int) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            raise OutboxSchemaError(f"{self.path}: cannot use WAL journaling (got {mode!r})")
+        # FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
+        conn.execute("PRAGMA synchronous = FULL")
+        with self._write():
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise OutboxSchemaError(
+                    f"{self.path}: outbox schema version {version}, this version of "
+                    f"cdp_tiktok understands {SCHEMA_VERSION}"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def __repr__(self) -> str:
+        return f"SQLiteOutbox({str(self.path)!r})"
+
+    # -- transactions ---------------------------------------------------------------
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self._conn, self._lock, "BEGIN IMMEDIATE")
+
+    def _read(self) -> _Transaction:
+        # A deferred transaction gives one consistent snapshot for multi-query reads.
+        return _Transaction(self._conn, self._lock, "BEGIN")
+
+    # -- enqueue and claim ----------------------------------------------------------
+
+    def enqueue(self, events: Sequence[OutgoingEvent], *, now: float | None = None) -> list[int]:
+        """Store ``events`` as pending records in one durable transaction; return their ids."""
+        if not events:
+            return []
+        at = time.time() if now is None else now
+        rows = [
+            (
+                e.key.destination,
+                e.key.event_source,
+                e.key.event_source_id,
+                e.key.test_event_code,
+                e.event_id,
+                _compact(e.data),
+                at,
+                at,
+                at,
+            )
+            for e in events
+        ]
+        with self._write() as conn:
+            conn.executemany(_INSERT, rows)
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        # AUTOINCREMENT under the write lock hands out consecutive ids.
+        return list(range(last - len(rows) + 1, last + 1))
+
+    def claim(
+        self,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        key: BatchKey | None = None,
+        now: float | None = None,
+    ) -> list[OutboxRecord]:
+        """Lease up to ``limit`` ready records to ``worker`` in one statement; see the protocol."""
+        if limit <= 0:
+            return []
+        at = time.time() if now is None else now
+        params: dict[str, Any] = {
+            "now": at,
+            "until": at + lease_seconds,
+            "worker": worker,
+            "limit": limit,
+        }
+        where = _READY
+        if key is not None:
+            where += f" AND {_KEY_MATCH}"
+            params.update(_key_params(key))
+        sql = f"""
+            UPDATE outbox
+               SET ready_at = IIF(lease_owner IS NULL, next_attempt_at, ready_at),
+                   lease_owner = :worker, next_attempt_at = :until
+             WHERE id IN (SELECT id FROM outbox WHERE {where}
+                          ORDER BY next_attempt_at, id LIMIT :limit)
+            RETURNING {_RECORD_COLUMNS}
+        """
+        with self._write() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return sorted((_record(row) for row in rows), key=lambda r: r.id)
+
+    def ready_keys(self, *, now: float | None = None) -> list[BatchKey]:
+        """The distinct batch keys with claimable records, in a stable order."""
+        at = time.time() if now is None else now
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT DISTINCT {_KEY_COLUMNS} FROM outbox WHERE {_READY}"
+                f" ORDER BY {_KEY_COLUMNS}",
+                {"now": at},
+            ).fetchall()
+        return [_key(row, 0) for row in rows]
+
+    def next_ready_at(self) -> float | None:
+        """The earliest retry time or lease expiry; ``None`` when nothing is live."""
+        with self._read() as conn:
+            value = conn.execute(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'live'"
+            ).fetchone()[0]
+        return None if value is None else float(value)
+
+    # -- settling -------------------------------------------------------------------
+
+    def _settle(
+        self, set_clause: str, ids: Sequence[int], worker: str | None, **params: Any
+    ) -> int:
+        if not ids:
+            return 0
+        sql = f"UPDATE outbox SET {set_clause} WHERE {_IDS} AND {_GUARD[worker is not None]}"
+        with self._write() as conn:
+            cursor = conn.execute(sql, {"ids": _compact(list(ids)), "worker": worker, **params})
+        count: int = cursor.rowcount
+        return count
+
+    def mark_delivered(
+        self, ids: Sequence[int], attempt: Attempt, *, worker: str | None = None
+    ) -> int:
+        """Delete the records as delivered and count them; return how many."""
+        if not ids:
+            return 0
+        sql = f"DELETE FROM outbox WHERE {_IDS} AND {_GUARD[worker is not None]}"
+        with self._write() as conn:
+            count: int = conn.execute(sql, {"ids": _compact(list(ids)), "worker": worker}).rowcount
+            conn.execute("UPDATE counters SET value = value + ? WHERE name = 'delivered'", (count,))
+        return count
+
+    def mark_retry(
+        self,
+        ids: Sequence[int],
+        attempt: Attempt,
+        not_before: float,
+        *,
+        worker: str | None = None,
+    ) -> int:
+        """Make the records pending again from ``not_before``, recording ``attempt``."""
+        return self._settle(
+            "lease_owner = NULL, attempts = attempts + 1,"
+            " history = json_insert(history, '$[#]', json(:attempt)),"
+            " next_attempt_at = :not_before, ready_at = :not_before",
+            ids,
+            worker,
+            attempt=_compact(attempt.as_dict()),
+            not_before=not_before,
+        )
+
+    def mark_dead(
+        self,
+        ids: Sequence[int],
+        attempt: Attempt | None,
+        reason: str,
+        *,
+        worker: str | None = None,
+    ) -> int:
+        """Move the records to the dead letters with ``reason`` (and ``attempt``)."""
+        history = (
+            "history"
+            if attempt is None
+            else "json_insert(history, '$[#]', json(:attempt)), attempts = attempts + 1"
+        )
+        return self._settle(
+            f"state = 'dead', lease_owner = NULL, reason = :reason, dead_at = :dead_at,"
+            f" history = {history}",
+            ids,
+            worker,
+            attempt=None if attempt is None else _compact(attempt.as_dict()),
+            reason=reason,
+            dead_at=attempt.at if attempt is not None else time.time(),
+        )
+
+    def release(self, ids: Sequence[int], *, worker: str | None = None) -> int:
+        """Give leases back without counting an attempt; the records are ready again."""
+        if not ids:
+            return 0
+        guard = "lease_owner = :worker" if worker is not None else "lease_owner IS NOT NULL"
+        sql = (
+            "UPDATE outbox SET lease_owner = NULL, next_attempt_at = ready_at"
+            f" WHERE {_IDS} AND +state = 'live' AND {guard}"
+        )
+        with self._write() as conn:
+            count: int = conn.execute(sql, {"ids": _compact(list(ids)), "worker": worker}).rowcount
+        return count
+
+    # -- inspection -----------------------------------------------------------------
+
+    def stats(self, *, now: float | None = None) -> OutboxStats:
+        """Counts by state at ``now``; see :class:`~cdp_tiktok.delivery.outbox.OutboxStats`."""
+        at = time.time() if now is None else now
+        with self._read() as conn:
+            counts = dict.fromkeys(("pending", "leased", "dead", "held"), 0)
+            for state, leased, later, count in conn.execute(
+                "SELECT state, lease_owner IS NOT NULL, next_attempt_at > ?, COUNT(*)"
+                " FROM outbox GROUP BY 1, 2, 3",
+                (at,),
+            ):
+                if state == "dead":
+                    counts["dead"] += count
+                elif leased and later:
+                    counts["leased"] += count
+                else:
+                    counts["pending"] += count
+                    if later:
+                        counts["held"] += count
+            delivered = conn.execute(
+                "SELECT value FROM counters WHERE name = 'delivered'"
+            ).fetchone()[0]
+        return OutboxStats(delivered=delivered, **counts)
+
+    def dead_letters(self, *, limit: int | None = None) -> Iterator[DeadLetter]:
+        """Dead letters, oldest death first (read in one snapshot), at most ``limit``."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_DEAD_COLUMNS} FROM outbox WHERE state = 'dead'"
+                " ORDER BY dead_at, id LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+        return (_dead_letter(row) for row in rows)
+
+    def get_dead_letter(self, id: int) -> DeadLetter | None:
+        """One dead letter by id, or ``None``."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_DEAD_COLUMNS} FROM outbox WHERE state = 'dead' AND id = ?", (id,)
+            ).fetchone()
+        return None if row is None else _dead_letter(row)
+
+    def replay(self, ids: Sequence[int] | None = None, *, now: float | None = None) -> int:
+        """Move dead letters back to pending, ready at ``now``, attempts reset."""
+        at = time.time() if now is None else now
+        where = "state = 'dead'" + ("" if ids is None else f" AND {_IDS}")
+        sql = (
+            "UPDATE outbox SET state = 'live', attempts = 0, reason = NULL, dead_at = NULL,"
+            f" next_attempt_at = :now, ready_at = :now WHERE {where}"
+        )
+        with self._write() as conn:
+            count: int = conn.execute(
+                sql, {"now": at, "ids": None if ids is None else _compact(list(ids))}
+            ).rowcount
+        return count
+
+    def purge(self, ids: Sequence[int] | None = None) -> int:
+        """Delete dead letters for good; return how many."""
+        where = "state = 'dead'" + ("" if ids is None else f" AND {_IDS}")
+        with self._write() as conn:
+            count: int = conn.execute(
+                f"DELETE FROM outbox WHERE {where}",
+                {"ids": None if ids is None else _compact(list(ids))},
+            ).rowcount
+        return count
+
+    def close(self) -> None:
+        """Close the connection; unsettled leases expire on their own."""
+        with self._lock:
+            self._conn.close()
+
+
+class _Transaction:
+    """``with`` block: one explicit transaction on a shared connection, under a lock."""
+
+    __slots__ = ("_begin", "_conn", "_lock")
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock, begin: str) -> None:
+        self._conn = conn
+        self._lock = lock
+        self._begin = begin
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._conn.execute(self._begin)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self._lock.release()

@@ -1,0 +1,360 @@
+"""The outbox contract, checked on both backends (SQLite on a real file, and memory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
+from cdp_tiktok.delivery.outbox import Outbox, OutboxStats, open_outbox
+from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
+from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+
+WEB = BatchKey("TikTok", "web", "CPIXEL0000000000000A")
+TEST = BatchKey("TikTok", "web", "CPIXEL0000000000000A", "TEST123")
+REPO = Path(__file__).resolve().parents[1]
+T0 = 1_000_000.0
+
+
+def event(n: int, key: BatchKey = WEB) -> OutgoingEvent:
+    """A typed, hashed data[] item with a distinct event_id."""
+    return OutgoingEvent(
+        key,
+        {
+            "event": "Purchase",
+            "event_id": f"msg-{n}",
+            "event_time": 1_735_689_600 + n,
+            "user": {"email": ["8" * 64], "ip": "203.0.113.7"},
+            "properties": {"value": 12.5, "currency": "EUR", "description": "café ☕"},
+        },
+    )
+
+
+def attempt(outcome: str = "retry", code: int | None = 50001, at: float = T0) -> Attempt:
+    return Attempt(at, outcome, code, 200, f"{outcome} message", f"req-{outcome}")
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outbox]:
+    box: Outbox = (
+        SQLiteOutbox(tmp_path / "outbox.db") if request.param == "sqlite" else MemoryOutbox()
+    )
+    yield box
+    box.close()
+
+
+def test_enqueue_then_claim_returns_the_events_in_order(outbox: Outbox) -> None:
+    events = [event(n) for n in range(5)]
+    ids = outbox.enqueue(events, now=T0)
+    assert len(ids) == 5 and ids == sorted(ids) and len(set(ids)) == 5
+    assert outbox.stats(now=T0) == OutboxStats(pending=5, leased=0, delivered=0, dead=0, held=0)
+
+    records = outbox.claim("w1", 10, 30, now=T0)
+
+    assert [r.id for r in records] == ids
+    assert [r.data for r in records] == [e.data for e in events]
+    assert [r.event_id for r in records] == [f"msg-{n}" for n in range(5)]
+    assert all(r.key == WEB and r.attempts == 0 and r.history == () for r in records)
+    assert all(r.enqueued_at == T0 and isinstance(r.enqueued_at, float) for r in records)
+    assert outbox.stats(now=T0).leased == 5
+
+
+def test_enqueue_of_nothing_and_of_an_unserializable_event(outbox: Outbox) -> None:
+    assert outbox.enqueue([]) == []
+    bad = OutgoingEvent(WEB, {"event": "Purchase", "value": object()})
+    with pytest.raises(TypeError):
+        outbox.enqueue([event(1), bad], now=T0)
+    assert outbox.stats(now=T0).pending == 0  # all or nothing
+
+
+def test_claim_respects_limit_key_and_readiness(outbox: Outbox) -> None:
+    web = outbox.enqueue([event(n) for n in range(3)], now=T0)
+    test = outbox.enqueue([event(n, TEST) for n in range(3, 5)], now=T0 + 1)
+    assert outbox.claim("w", 5, 30, now=T0 - 1) == []  # nothing ready before enqueue time
+    assert outbox.ready_keys(now=T0) == [WEB]
+    assert outbox.ready_keys(now=T0 + 1) == [WEB, TEST]
+
+    first = outbox.claim("w", 2, 30, key=TEST, now=T0 + 1)
+    assert [r.id for r in first] == test
+    second = outbox.claim("w", 2, 30, now=T0 + 1)
+    assert [r.id for r in second] == web[:2]
+    assert outbox.ready_keys(now=T0 + 1) == [WEB]
+    assert outbox.claim("w", 0, 30, now=T0 + 1) == []
+
+
+def test_a_live_lease_excludes_other_workers_until_it_expires(outbox: Outbox) -> None:
+    ids = outbox.enqueue([event(n) for n in range(3)], now=T0)
+    assert len(outbox.claim("w1", 10, 30, now=T0)) == 3
+    assert outbox.claim("w2", 10, 30, now=T0 + 29.9) == []
+    assert outbox.next_ready_at() == T0 + 30
+    assert outbox.stats(now=T0 + 29.9).leased == 3
+    assert outbox.stats(now=T0 + 30).pending == 3  # expired: claimable again
+
+    again = outbox.claim("w2", 10, 30, now=T0 + 30)
+
+    assert [r.id for r in again] == ids
+    assert all(r.attempts == 0 for r in again)  # an expired lease is not an attempt
+
+
+def test_settles_are_guarded_by_the_worker_holding_the_lease(outbox: Outbox) -> None:
+    ids = outbox.enqueue([event(n) for n in range(4)], now=T0)
+    outbox.claim("w1", 10, 30, now=T0)
+    outbox.claim("w2", 10, 30, now=T0 + 31)  # w1's lease expired; w2 holds them now
+
+    assert outbox.mark_delivered(ids, attempt("delivered"), worker="w1") == 0
+    assert outbox.mark_retry(ids, attempt(), T0 + 100, worker="w1") == 0
+    assert outbox.mark_dead(ids, attempt("dead"), "late", worker="w1") == 0
+    assert outbox.release(ids, worker="w1") == 0
+    assert outbox.stats(now=T0 + 31).leased == 4
+
+    assert outbox.mark_delivered(ids[:2], attempt("delivered"), worker="w2") == 2
+    assert outbox.mark_delivered(ids[:2], attempt("delivered"), worker="w2") == 0  # gone
+    assert outbox.stats(now=T0 + 31) == OutboxStats(
+        pending=0, leased=2, delivered=2, dead=0, held=0
+    )
+
+
+def test_an_expired_lease_not_yet_reclaimed_can_still_be_settled(outbox: Outbox) -> None:
+    ids = outbox.enqueue([event(1)], now=T0)
+    outbox.claim("w1", 10, 30, now=T0)
+    assert outbox.mark_delivered(ids, attempt("delivered"), worker="w1") == 1
+
+
+def test_retry_counts_the_attempt_and_waits_until_not_before(outbox: Outbox) -> None:
+    ids = outbox.enqueue([event(1), event(2)], now=T0)
+    outbox.claim("w", 10, 30, now=T0)
+    first = attempt("retry", 50001, at=T0 + 1)
+
+    assert outbox.mark_retry(ids, first, T0 + 60, worker="w") == 2
+
+    assert outbox.stats(now=T0 + 1) == OutboxStats(pending=2, leased=0, delivered=0, dead=0, held=2)
+    assert outbox.next_ready_at() == T0 + 60
+    assert outbox.claim("w", 10, 30, now=T0 + 59) == []
+    records = outbox.claim("w", 10, 30, now=T0 + 60)
+    assert [r.attempts for r in records] == [1, 1]
+    assert all(r.history == (first,) for r in records)
+
+    second = attempt("throttled", 40100, at=T0 + 61)
+    outbox.mark_retry(ids, second, T0 + 120, worker="w")
+    records = outbox.claim("w", 10, 30, now=T0 + 120)
+    assert all(r.attempts == 2 and r.history == (first, second) for r in records)
+
+
+def test_release_gives_back_without_counting_an_attempt(outbox: Outbox) -> None:
+    ids = outbox.enqueue([event(1)], now=T0)
+    outbox.claim("w", 10, 30, now=T0)
+    outbox.mark_retry(ids, attempt(), T0 + 10, worker="w")
+    outbox.claim("w", 10, 30, now=T0 + 10)
+
+    assert outbox.release(ids, worker="w") == 1
+    assert outbox.release(ids) == 0  # no longer leased
+
+    (record,) = outbox.claim("other", 10, 30, now=T0 + 10)  # ready at once, not at T0 + 40
+    assert record.attempts == 1
+
+
+def test_claim_prefers_records_ready_longest(outbox: Outbox) -> None:
+    old, new = outbox.enqueue([event(1)], now=T0), outbox.enqueue([event(2)], now=T0 + 5)
+    outbox.claim("w", 10, 30, now=T0 + 5)
+    outbox.mark_retry(old, attempt(), T0 + 50, worker="w")
+    outbox.mark_retry(new, attempt(), T0 + 40, worker="w")
+
+    assert [r.id for r in outbox.claim("w", 1, 30, now=T0 + 60)] == new
+
+
+def test_dead_letters_keep_event_reason_and_every_attempt(outbox: Outbox) -> None:
+    ids = outbox.enqueue([event(1), event(2), event(3)], now=T0)
+    outbox.claim("w", 10, 30, now=T0)
+    retry = attempt("retry", 50001, at=T0 + 1)
+    outbox.mark_retry(ids, retry, T0 + 2, worker="w")
+    outbox.claim("w", 10, 30, now=T0 + 2)
+    fatal = attempt("dead", 40002, at=T0 + 3)
+
+    assert outbox.mark_dead(ids[:2], fatal, "invalid payload: event_time", worker="w") == 2
+
+    letters = list(outbox.dead_letters())
+    assert [d.id for d in letters] == ids[:2]
+    letter = outbox.get_dead_letter(ids[0])
+    assert letter is not None and letter == letters[0]
+    assert letter.data == event(1).data and letter.event_id == "msg-1" and letter.key == WEB
+    assert letter.reason == "invalid payload: event_time"
+    assert letter.history == (retry, fatal)
+    assert letter.enqueued_at == T0 and letter.dead_at == T0 + 3
+    assert outbox.get_dead_letter(ids[2]) is None  # still leased, not dead
+    assert len(list(outbox.dead_letters(limit=1))) == 1
+    assert outbox.stats(now=T0 + 3) == OutboxStats(pending=0, leased=1, delivered=0, dead=2, held=0)
+
+
+def test_mark_dead_without_an_attempt_and_without_a_worker(outbox: Outbox) -> None:
+    ids = outbox.enqueue([event(1)], now=T0)
+    assert outbox.mark_dead(ids, None, "dropped by operator") == 1  # pending, unleased
+    (letter,) = outbox.dead_letters()
+    assert letter.history == () and letter.reason == "dropped by operator"
+    assert outbox.mark_dead(ids, None, "again") == 0  # already dead
+
+
+def test_replay_moves_dead_letters_back_with_history_and_purge_deletes(outbox: Outbox) -> None:
+    ids = outbox.enqueue([event(n) for n in range(4)], now=T0)
+    outbox.claim("w", 10, 30, now=T0)
+    fatal = attempt("dead", 40002, at=T0 + 1)
+    outbox.mark_dead(ids, fatal, "bad", worker="w")
+
+    assert outbox.replay([ids[0], 999_999], now=T0 + 10) == 1
+    assert outbox.replay([ids[0]], now=T0 + 10) == 0  # no longer dead
+    (record,) = outbox.claim("w", 10, 30, now=T0 + 10)
+    assert record.id == ids[0] and record.attempts == 0 and record.history == (fatal,)
+
+    assert outbox.purge([ids[1]]) == 1
+    assert outbox.get_dead_letter(ids[1]) is None
+    assert outbox.purge([ids[0]]) == 0  # purge only deletes dead letters
+    assert outbox.replay(now=T0 + 20) == 2
+    outbox.claim("w", 10, 30, now=T0 + 20)
+    outbox.mark_dead(ids[2:], None, "bad again")
+    assert outbox.purge() == 2
+    assert outbox.stats(now=T0 + 20) == OutboxStats(
+        pending=0, leased=1, delivered=0, dead=0, held=0
+    )
+
+
+def test_delivered_is_counted_while_delivered_rows_are_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = SQLiteOutbox(path)
+    ids = box.enqueue([event(n) for n in range(50)], now=T0)
+    box.claim("w", 50, 30, now=T0)
+    box.mark_delivered(ids, attempt("delivered"), worker="w")
+    box.close()
+
+    reopened = SQLiteOutbox(path)
+    assert reopened.stats(now=T0).delivered == 50
+    assert reopened.next_ready_at() is None
+    (rows,) = reopened._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
+    assert rows == 0
+    reopened.close()
+
+
+def test_data_is_stored_as_compact_json_with_key_columns(tmp_path: Path) -> None:
+    box = SQLiteOutbox(tmp_path / "outbox.db")
+    box.enqueue([event(1, TEST)], now=T0)
+    row = box._conn.execute(
+        "SELECT data, destination, event_source_id, test_event_code, event_id FROM outbox"
+    ).fetchone()
+    assert row[0] == json.dumps(event(1).data, separators=(",", ":"), ensure_ascii=False)
+    assert row[1:] == ("TikTok", "CPIXEL0000000000000A", "TEST123", "msg-1")
+    box.close()
+
+
+def test_open_outbox_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = open_outbox("sqlite:///sub/rel.db")
+    absolute = open_outbox(f"sqlite:///{tmp_path / 'abs.db'}")  # sqlite:////abs form
+    memory = open_outbox("memory://")
+    assert isinstance(relative, SQLiteOutbox) and (tmp_path / "sub" / "rel.db").exists()
+    assert isinstance(absolute, SQLiteOutbox) and (tmp_path / "abs.db").exists()
+    assert isinstance(memory, MemoryOutbox)
+    for box in (relative, absolute, memory):
+        box.close()
+
+    for url in ("redis://localhost", "sqlite://", "sqlite:///", "outbox.db"):
+        with pytest.raises(ValueError) as info:
+            open_outbox(url)
+        assert repr(url) in str(info.value) and "memory://" in str(info.value)
+
+
+def _run(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+CLAIMER = """
+    import sys
+    from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
+    box = SQLiteOutbox(sys.argv[1])
+    while records := box.claim(sys.argv[2], 7, 600):
+        print(*(r.id for r in records), flush=True)
+    box.close()
+"""
+
+
+def test_processes_sharing_one_file_never_claim_the_same_record(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    box = SQLiteOutbox(path)
+    ids = box.enqueue([event(n) for n in range(600)])
+    box.close()
+
+    workers = [_run(CLAIMER, str(path), f"w{n}") for n in range(3)]
+    claimed: list[int] = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        claimed += [int(i) for i in out.split()]
+
+    assert sorted(claimed) == ids  # every record claimed exactly once
+
+
+def test_two_outbox_objects_in_one_process_never_claim_the_same_record(tmp_path: Path) -> None:
+    one, two = SQLiteOutbox(tmp_path / "o.db"), SQLiteOutbox(tmp_path / "o.db")
+    ids = one.enqueue([event(n) for n in range(20)], now=T0)
+    first = one.claim("w1", 12, 30, now=T0)
+    second = two.claim("w2", 12, 30, now=T0)
+    assert {r.id for r in first}.isdisjoint(r.id for r in second)
+    assert sorted(r.id for r in first + second) == ids
+    assert two.mark_delivered([r.id for r in first], attempt("delivered"), worker="w2") == 0
+    one.close()
+    two.close()
+
+
+ENQUEUER = """
+    import sys
+    from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
+    from cdp_tiktok.events import BatchKey, OutgoingEvent
+    box = SQLiteOutbox(sys.argv[1])
+    key = BatchKey("TikTok", "web", "CPIXEL0000000000000A")
+    batch = 0
+    while True:
+        events = [
+            OutgoingEvent(key, {"event": "Purchase", "event_id": f"b{batch}-{n}"})
+            for n in range(200)
+        ]
+        ids = box.enqueue(events)
+        print("acked", batch, ids[0], ids[-1], flush=True)
+        batch += 1
+"""
+
+
+def test_an_acknowledged_enqueue_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "durable.db"
+    child = _run(ENQUEUER, str(path))
+    assert child.stdout is not None
+    acked: list[tuple[int, int, int]] = []
+    for line in child.stdout:
+        word, batch, first, last = line.split()
+        assert word == "acked"
+        acked.append((int(batch), int(first), int(last)))
+        if len(acked) == 15:
+            # Killed while it is (most likely) in the middle of the next enqueue.
+            os.kill(child.pid, signal.SIGKILL)
+            break
+    child.wait(timeout=30)
+    child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+    box = SQLiteOutbox(path)
+    records = {r.id: r for r in box.claim("checker", 1_000_000, 60)}
+    for number, first_id, last_id in acked:
+        for offset, id_ in enumerate(range(first_id, last_id + 1)):
+            assert records[id_].event_id == f"b{number}-{offset}"
+    # An unacknowledged batch is either entirely there or entirely absent.
+    assert (len(records) - 200 * len(acked)) in (0, 200)
+    box.close()
