@@ -163,9 +163,11 @@ class Host:
                     self._sources[name] = "built-in"
         for plugin in plugins:
             own_name = getattr(plugin, "name", None)
-            name = self.pm.register(plugin, name=own_name if isinstance(own_name, str) else None)
-            if name is not None:
-                self._sources[name] = "registered"
+            registered = self.pm.register(
+                plugin, name=own_name if isinstance(own_name, str) else None
+            )
+            if registered is not None:
+                self._sources[registered] = "registered"
         if load_entry_points:
             self._load_entry_points(blocked)
         self.hooks = HookFacade(self.pm)
