@@ -274,6 +274,13 @@ class Host:
             infos.append(PluginInfo(name, self._sources.get(name, "registered"), hooks))
         return sorted(infos, key=lambda info: (info.source != "built-in", info.name))
 
+    def overrides(self, hook_name: str) -> bool:
+        """Whether a plugin other than the built-ins implements ``hook_name``."""
+        caller = getattr(self.pm.hook, hook_name)
+        return any(
+            self._sources.get(impl.plugin_name) != "built-in" for impl in caller.get_hookimpls()
+        )
+
     def plugin(self, name: str) -> object | None:
         """The registered plugin object called ``name``, if any."""
         return self.pm.get_plugin(name)

@@ -144,12 +144,12 @@ def _summary_table(summary: IntakeSummary, report: Any, sandbox: Any) -> Table:
         table.add_row("[red]dead-lettered[/red]", str(report.dead))
         table.add_row("HTTP requests", str(report.requests))
     if sandbox is not None:
-        table.add_row("events recorded by the sandbox", str(sandbox.stats()["accepted_events"]))
+        table.add_row("events recorded by the sandbox", str(sandbox.stats().accepted_events))
     return table
 
 
 def _coverage_table(summary: IntakeSummary) -> Table:
-    table = Table(title="match keys: events carrying each key")
+    table = Table(title="match keys")
     table.add_column("key")
     table.add_column("events", justify="right")
     table.add_column("share", justify="right")
@@ -265,7 +265,7 @@ def send(
             if report.dead:
                 err.print(
                     f"{report.dead} events were dead-lettered: "
-                    f"cdp-tiktok dlq list --outbox {settings.outbox}"
+                    f"cdp-tiktok dlq --outbox {settings.outbox} list"
                 )
             if report.dead or report.stopped:
                 sys.exit(1)
@@ -279,7 +279,9 @@ def _deliver(host: Any, outbox: Any, settings: TikTokSettings, err: Console) -> 
     deliverer = Deliverer(
         outbox,
         {name: settings for name in DELIVERABLE},
-        encode=host.hooks.encode_batch,
+        # The built-in encoder is used directly when no plugin overrides it: it joins
+        # pre-encoded events instead of re-serializing each batch.
+        encode=host.hooks.encode_batch if host.overrides("cdp_encode_batch") else None,
         classify=host.hooks.classify_response,
     )
     total = outbox.stats().pending

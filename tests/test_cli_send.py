@@ -1,0 +1,149 @@
+"""``cdp-tiktok send``: map, enqueue durably, deliver to a real loopback sandbox."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from cdp_tiktok.cli import main
+from cdp_tiktok.sandbox.server import SandboxServer
+from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "events.jsonl"
+PIXEL = "CTESTPIXEL0000000001"
+
+
+def _messages() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.chdir(tmp_path)
+    for name in ("ACCESS_TOKEN", "PIXEL_CODE", "OUTBOX", "IDENTITY", "ENDPOINT", "SETTINGS"):
+        monkeypatch.delenv(f"CDP_TIKTOK_{name}", raising=False)
+    yield CliRunner()
+
+
+def test_readme_main_command_delivers_every_example_event(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(main, ["send", str(EXAMPLES), "--sandbox"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    produced = int(_row(result.stdout, "TikTok events produced"))
+    assert produced > 400
+    assert _row(result.stdout, "delivered") == str(produced)
+    assert _row(result.stdout, "events recorded by the sandbox") == str(produced)
+    assert _row(result.stdout, "dead-lettered") == "0"
+    assert "match keys" in out and "external_id" in out
+    # the sandbox outbox and identity store hold no raw e-mail address or phone number
+    for name in ("cdp_tiktok_sandbox_outbox.db", "cdp_tiktok_sandbox_identity.db"):
+        blob = b"".join(p.read_bytes() for p in tmp_path.glob(name + "*"))
+        assert blob, name
+        assert b"@Example.COM" not in blob and b"@example.com" not in blob
+        assert b"373-4253" not in blob and b"2133734253" not in blob
+
+
+def _row(output: str, label: str) -> str:
+    for line in output.splitlines():
+        if label in line:
+            return line.strip(" │|").split("│")[-1].strip()
+    raise AssertionError(f"no row {label!r} in:\n{output}")
+
+
+def test_dry_run_enqueues_and_sends_nothing(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(
+        main, ["send", str(EXAMPLES), "--dry-run", "--outbox", "sqlite:///dry.db"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output
+    assert not (tmp_path / "dry.db").exists()
+
+
+def test_poison_event_is_dead_lettered_and_listed(runner: CliRunner, tmp_path: Path) -> None:
+    mapped = {"Product Viewed", "Product Added", "Checkout Started", "Order Completed"}
+    messages = [m for m in _messages() if m.get("event") in mapped and "integrations" not in m][:40]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(m) for m in messages))
+    poison = messages[7]["messageId"]
+    with SandboxServer(poison=[poison]) as sandbox:
+        result = runner.invoke(
+            main,
+            [
+                "send",
+                str(source),
+                "--endpoint",
+                sandbox.url,
+                "--access-token",
+                SANDBOX_ACCESS_TOKEN,
+                "--pixel-code",
+                PIXEL,
+                "--outbox",
+                "sqlite:///out.db",
+                "--identity",
+                "memory://",
+            ],
+        )
+        recorded = {e["data"]["event_id"] for e in sandbox.events()}
+    assert result.exit_code == 1, result.output
+    assert _row(result.stdout, "dead-lettered") == "1"
+    assert poison not in recorded
+    assert recorded == {m["messageId"] for m in messages} - {poison}
+    listing = runner.invoke(main, ["dlq", "--outbox", "sqlite:///out.db", "list"])
+    assert listing.exit_code == 0, listing.output
+    lines = [line for line in listing.output.splitlines() if poison in line]
+    assert len(lines) == 1 and "40002" in listing.output
+
+
+def test_wrong_token_stops_keeps_events_and_is_never_printed(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(m) for m in _messages()[:30]))
+    with SandboxServer() as sandbox:
+        result = runner.invoke(
+            main,
+            [
+                "send",
+                str(source),
+                "--endpoint",
+                sandbox.url,
+                "--access-token",
+                "tok-SECRET-123",
+                "--pixel-code",
+                PIXEL,
+                "--outbox",
+                "sqlite:///out.db",
+                "--identity",
+                "memory://",
+            ],
+        )
+    assert result.exit_code == 1
+    assert "tok-SECRET-123" not in result.output
+    assert "stopped" in result.output and "TikTok" in result.output
+    rows = sqlite3.connect(tmp_path / "out.db").execute("select count(*) from outbox").fetchone()
+    assert rows[0] > 0  # events kept for a later run with a valid token
+    assert b"tok-SECRET-123" not in b"".join(p.read_bytes() for p in tmp_path.glob("out.db*"))
+
+
+def test_missing_credentials_is_a_usage_error_naming_the_setting(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["send", str(EXAMPLES)])
+    assert result.exit_code == 2
+    assert "pixel_code" in result.output
+
+
+def test_invalid_messages_are_reported_with_line_numbers(runner: CliRunner, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    good = json.dumps(_messages()[0])
+    source.write_text(f'{good}\n{{"type": "track", "event": "X"}}\nnot json\n')
+    result = runner.invoke(main, ["send", str(source), "--sandbox"])
+    assert result.exit_code == 1
+    assert "in.jsonl:2" in result.output and "in.jsonl:3" in result.output
