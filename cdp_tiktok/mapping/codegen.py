@@ -1,0 +1,234 @@
+"""Straight-line Python for the hot part of mapping: reading paths and building objects.
+
+The builder describes an object as fields whose values are plain paths, constants,
+alternatives of those, or opaque compiled values; this module turns that description
+into one Python function per object, so mapping a message costs a few dictionary reads
+per field instead of a chain of closure calls. Only ``repr()`` of validated keys
+(strings and integers) is ever written into the generated source; every other object
+(constants, filters, coercers, labels) is passed by name through the function's
+namespace. The generated source never contains event data: it is built once, at load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cdp_tiktok.mapping.coerce import CoerceError
+from cdp_tiktok.mapping.compiler import EvalError
+from cdp_tiktok.mapping.filters import ABSENT
+
+PathSpec = tuple[str, tuple[str | int, ...]]
+
+# A value is present unless None/ABSENT or an empty text/list/object; 0 and false count.
+_PRESENT = (
+    "({v} is not None and ({v} or ({v}.__class__ is not str and {v}.__class__ is not list "
+    "and {v}.__class__ is not dict and {v} is not ABSENT)))"
+)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """What codegen knows about a compiled value: a path, a constant, alternatives of
+    leaves, or an opaque function (which may raise ``EvalError``)."""
+
+    path: PathSpec | None = None
+    constant: Any = ABSENT
+    alternatives: tuple[Leaf, ...] = ()
+    function: Callable[[Mapping[str, Any]], Any] | None = None
+    filtered: FilterStep | None = None
+
+    @property
+    def is_pure(self) -> bool:
+        """True when evaluating it cannot raise (paths, constants, built-in filters)."""
+        if self.function is not None:
+            return False
+        if self.filtered is not None:
+            return self.filtered.pure and self.filtered.inner.is_pure
+        return all(a.is_pure for a in self.alternatives)
+
+
+@dataclass(frozen=True)
+class FilterStep:
+    """``inner | function(*args)``; ``absent_aware`` filters also see missing values;
+    ``pure`` filters never raise."""
+
+    inner: Leaf
+    function: Callable[..., Any]
+    args: tuple[Any, ...]
+    absent_aware: bool
+    pure: bool
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.prefixes: dict[tuple[str | int, ...], str] = {}
+        self.namespace: dict[str, Any] = {
+            "ABSENT": ABSENT,
+            "EvalError": EvalError,
+            "CoerceError": CoerceError,
+        }
+        self._count = 0
+
+    def name(self, value: Any, prefix: str = "n") -> str:
+        self._count += 1
+        name = f"{prefix}{self._count}"
+        self.namespace[name] = value
+        return name
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def hoist(self, leaves: list[Leaf]) -> None:
+        """Read every path prefix shared by two or more paths once, into a local,
+        at the top of the function (reads are pure, so order does not matter)."""
+        counts: dict[tuple[str | int, ...], int] = {}
+        stack = list(leaves)
+        while stack:
+            leaf = stack.pop()
+            stack.extend(leaf.alternatives)
+            if leaf.filtered is not None:
+                stack.append(leaf.filtered.inner)
+            if leaf.path is not None:
+                full = (leaf.path[0], *leaf.path[1])
+                for end in range(1, len(full)):
+                    counts[full[:end]] = counts.get(full[:end], 0) + 1
+        for prefix in sorted(p for p, n in counts.items() if n > 1):
+            var = f"p{len(self.prefixes)}"
+            self._walk(prefix, var, 1)
+            self.prefixes[prefix] = var
+
+    def _walk(self, full: tuple[str | int, ...], var: str, indent: int) -> None:
+        start = 1
+        for end in range(len(full) - 1, 0, -1):
+            known = self.prefixes.get(full[:end])
+            if known is not None:
+                self.emit(indent, f"{var} = {known}")
+                start = end
+                break
+        else:
+            self.emit(indent, f"{var} = scope.get({full[0]!r})")
+        for key in full[start:]:
+            if isinstance(key, str):
+                self.emit(
+                    indent, f"{var} = {var}.get({key!r}) if {var}.__class__ is dict else None"
+                )
+            else:
+                self.emit(
+                    indent,
+                    f"{var} = {var}[{key!r}] if {var}.__class__ is list and "
+                    f"{-key if key < 0 else key + 1} <= len({var}) else None",
+                )
+
+    def read(self, leaf: Leaf, var: str, indent: int) -> None:
+        """Emit code that sets ``var`` to the leaf's value (None/ABSENT when missing)."""
+        if leaf.path is not None:
+            self._walk((leaf.path[0], *leaf.path[1]), var, indent)
+            return
+        if leaf.filtered is not None:
+            step = leaf.filtered
+            self.read(step.inner, var, indent)
+            call = f"{self.name(step.function, 'f')}({var}, *{self.name(step.args, 'a')})"
+            if step.absent_aware:
+                self.emit(indent, f"{var} = {call}")
+            else:
+                self.emit(indent, f"{var} = {call} if {_PRESENT.format(v=var)} else ABSENT")
+        elif leaf.function is not None:
+            self.emit(indent, f"{var} = {self.name(leaf.function, 'f')}(scope)")
+        elif leaf.alternatives:
+            first, *rest = leaf.alternatives
+            self.read(first, var, indent)
+            depth = indent
+            for option in rest:
+                self.emit(depth, f"if not {_PRESENT.format(v=var)}:")
+                depth += 1
+                self.read(option, var, depth)
+        else:
+            self.emit(indent, f"{var} = {self.name(leaf.constant, 'c')}")
+
+    def compile(self, name: str) -> Any:
+        source = "\n".join(self.lines)
+        code = compile(source, f"<mapping {name}>", "exec")
+        exec(code, self.namespace)
+        return self.namespace[name]
+
+
+def value_function(leaf: Leaf) -> Callable[[Mapping[str, Any]], Any]:
+    """One function computing ``leaf`` (first present alternative; ABSENT when none).
+
+    An opaque alternative that raises ``EvalError`` is skipped; when no alternative is
+    present, the first such error is raised.
+    """
+    if leaf.is_pure or not leaf.alternatives:
+        w = _Writer()
+        w.emit(0, "def value(scope):")
+        w.hoist([leaf])
+        w.read(leaf, "v", 1)
+        w.emit(1, f"return v if {_PRESENT.format(v='v')} else ABSENT")
+        function: Callable[[Mapping[str, Any]], Any] = w.compile("value")
+        return function
+    options = tuple(value_function(option) for option in leaf.alternatives)
+
+    def first(scope: Mapping[str, Any]) -> Any:
+        error: EvalError | None = None
+        for option in options:
+            try:
+                value = option(scope)
+            except EvalError as exc:
+                error = error or exc
+                continue
+            if value is not ABSENT:
+                return value
+        if error is not None:
+            raise error
+        return ABSENT
+
+    return first
+
+
+@dataclass(frozen=True)
+class Field:
+    """One object field for :func:`object_builder`: either a ``leaf`` or a ``builder``
+    (``builder(scope, warnings)``), with its coercer (or None) and warning label."""
+
+    key: str
+    leaf: Leaf | None
+    builder: Callable[[Mapping[str, Any], list[str]], Any] | None
+    coerce: Callable[[Any], Any] | None
+    label: str
+
+
+def object_builder(fields: Sequence[Field]) -> Callable[[Mapping[str, Any], list[str]], Any]:
+    """One function building an object: each present field coerced; a field that cannot
+    be computed or coerced is left out with a warning ``<label>: <reason>; field
+    dropped``; an empty object is ABSENT."""
+    w = _Writer()
+    w.emit(0, "def build(scope, warnings):")
+    w.hoist([f.leaf for f in fields if f.leaf is not None and f.leaf.is_pure])
+    w.emit(1, "out = {}")
+    for field in fields:
+        label = w.name(field.label, "l")
+        coerce = w.name(field.coerce, "k") if field.coerce is not None else None
+        store = f"out[{field.key!r}] = {coerce}(v)" if coerce else f"out[{field.key!r}] = v"
+        guarded = field.leaf is None or not field.leaf.is_pure or coerce is not None
+        indent = 1
+        if guarded:
+            w.emit(1, "try:")
+            indent = 2
+        if field.leaf is not None:
+            if field.leaf.is_pure or not field.leaf.alternatives:
+                w.read(field.leaf, "v", indent)
+            else:
+                w.emit(indent, f"v = {w.name(value_function(field.leaf), 'f')}(scope)")
+        else:
+            w.emit(indent, f"v = {w.name(field.builder, 'b')}(scope, warnings)")
+        w.emit(indent, f"if {_PRESENT.format(v='v')}:")
+        w.emit(indent + 1, store)
+        if guarded:
+            w.emit(1, "except (EvalError, CoerceError) as exc:")
+            w.emit(2, f"warnings.append(f'{{{label}}}: {{exc}}; field dropped')")
+    w.emit(1, "return out if out else ABSENT")
+    builder: Callable[[Mapping[str, Any], list[str]], Any] = w.compile("build")
+    return builder

@@ -1,0 +1,721 @@
+"""Mapping sets: load and validate mapping directories, map messages to TikTok events.
+
+:func:`load_mapping_set` compiles every ``*.yaml``/``*.yml`` file of the given
+directories once (JSON Schema, templates, triggers, catalog); :meth:`MappingSet.map`
+then turns one validated Segment message into zero or more :class:`OutgoingEvent`.
+Files are independent: each has its own ``defaults``, ``derive`` and ``match`` mode, and
+every file may contribute events for the same message. Rule names are unique across
+the set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from cdp_tiktok.events import BatchKey, MapResult, OutgoingEvent
+from cdp_tiktok.mapping.builder import Node, SpecCompiler, describe_node
+from cdp_tiktok.mapping.codegen import Field, object_builder
+from cdp_tiktok.mapping.coerce import REQUIRED_BY_SOURCE, applies, coercer_for
+from cdp_tiktok.mapping.compiler import MESSAGE_FIELDS, SETTINGS_FIELDS, Compiler, EvalError, Value
+from cdp_tiktok.mapping.filters import ABSENT, present
+from cdp_tiktok.mapping.loader import load_yaml_recovering
+from cdp_tiktok.mapping.problems import MappingLoadError, Problem, Reporter
+from cdp_tiktok.mapping.triggers import Trigger, compile_trigger
+from cdp_tiktok.matchkeys import MatchKeyNormalizer, MatchKeyPolicy
+from cdp_tiktok.settings import TikTokSettings
+
+DocPath = tuple[str | int, ...]
+StoredKeys = Mapping[str, Sequence[str]]
+
+#: Top-level fields of a ``data[]`` item a mapping writes, in output order.
+OUTPUT_FIELDS: Final = (
+    "event_time", "event_id", "user", "properties", "page", "app", "ad", "lead",
+    "limited_data_use",
+)  # fmt: skip
+OBJECT_FIELDS: Final = frozenset({"user", "properties", "page", "app", "ad", "lead"})
+RULE_KEYS: Final = frozenset(
+    {"name", "description", "when", "event", "custom", "sources", "derive"}
+)
+_CANDIDATE_CACHE: Final = 4096
+
+
+@cache
+def file_schema() -> dict[str, Any]:
+    """The JSON Schema of a mapping file (``schema.json``, shipped with the package)."""
+    text = resources.files("cdp_tiktok.mapping").joinpath("schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(file_schema())
+    validator: jsonschema.protocols.Validator = cls(file_schema())
+    return validator
+
+
+@dataclass(frozen=True)
+class Derive:
+    """Fields filled from the built event when the rule did not map them."""
+
+    content_ids: bool = False
+    num_items: bool = False
+    currency: str | None = None
+
+    def apply(self, properties: dict[str, Any]) -> None:
+        """Fill ``content_ids``/``num_items`` from ``contents`` and a default currency."""
+        contents = properties.get("contents")
+        if contents and isinstance(contents, list):
+            if self.content_ids and "content_ids" not in properties:
+                ids = [c["content_id"] for c in contents if "content_id" in c]
+                if ids:
+                    properties["content_ids"] = ids
+            if self.num_items and "num_items" not in properties:
+                properties["num_items"] = sum(
+                    c.get("quantity", 1) if isinstance(c, dict) else 1 for c in contents
+                )
+        if self.currency and "value" in properties and "currency" not in properties:
+            properties["currency"] = self.currency
+
+
+@dataclass(eq=False)
+class Rule:
+    """One compiled rule. ``event`` is the literal TikTok name, or ``None`` when
+    ``event_name`` computes it per message (checked against the catalog at run time)."""
+
+    name: str
+    file: str
+    line: int
+    event: str | None
+    event_name: Value | None
+    custom: bool
+    sources: frozenset[str] | None
+    active: bool
+    trigger: Trigger
+    build: Callable[[Mapping[str, Any], list[str]], Any]
+    derive: Derive
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the rule."""
+        return f"{self.file}:{self.line}"
+
+
+@dataclass
+class RuleFile:
+    """The compiled rules of one file, with its match mode and candidate index."""
+
+    path: str
+    first: bool
+    rules: list[Rule]
+    _candidates: dict[tuple[Any, Any], tuple[Rule, ...]] = field(default_factory=dict)
+
+    def candidates(self, message_type: Any, event: Any) -> tuple[Rule, ...]:
+        """The active rules whose index key admits ``(type, event)``, in file order."""
+        key = (message_type, event)
+        found = self._candidates.get(key)
+        if found is None:
+            found = tuple(
+                r for r in self.rules if r.active and r.trigger.admits(message_type, event)
+            )
+            if len(self._candidates) < _CANDIDATE_CACHE:
+                self._candidates[key] = found
+        return found
+
+
+class MappingSet:
+    """Compiled mapping files for one destination and settings; immutable, reusable.
+
+    :meth:`map` is deterministic: the same message (and stored keys) always gives the
+    same events. ``problems`` holds the warnings found at load.
+    """
+
+    def __init__(
+        self,
+        files: list[RuleFile],
+        *,
+        settings: TikTokSettings,
+        destination: str,
+        problems: list[Problem],
+    ) -> None:
+        self.files = files
+        self.settings = settings
+        self.problems = problems
+        self.key = BatchKey(
+            destination, settings.event_source, settings.event_source_id, settings.test_event_code
+        )
+        self.normalizer = MatchKeyNormalizer(
+            MatchKeyPolicy(default_region=settings.default_phone_region)
+        )
+        from cdp_tiktok.tiktok.catalog import load_catalog
+
+        self._catalog = load_catalog()
+        self._required = REQUIRED_BY_SOURCE.get(settings.event_source)
+
+    @property
+    def rules(self) -> list[Rule]:
+        """Every rule, in load order."""
+        return [rule for f in self.files for rule in f.rules]
+
+    def map(
+        self,
+        message: Mapping[str, Any],
+        *,
+        stored_keys: StoredKeys | Callable[[], StoredKeys] | None = None,
+        explain: bool = False,
+    ) -> MapResult:
+        """Map one validated message to TikTok events.
+
+        Each file evaluates its candidate rules in order and stops after the first that
+        fires when the file says ``match: first``. ``stored_keys`` (a mapping, or a
+        function returning one, called only when an event lacks email, phone or
+        external_id) fills those keys; keys on the event win. With ``explain``, the
+        result says for every rule why it fired or not.
+        """
+        result = MapResult()
+        warnings = result.warnings
+        message_type = message.get("type")
+        event = message.get("event")
+        if not isinstance(event, str):
+            event = None
+        for rule_file in self.files:
+            candidates = rule_file.candidates(message_type, event)
+            if explain:
+                self._explain_index(rule_file, candidates, result)
+            fired: Rule | None = None
+            for rule in candidates:
+                if fired is not None:
+                    if explain:
+                        result.explain.append(
+                            f"rule {rule.name!r} ({rule.where}): not evaluated "
+                            f"(match: first, rule {fired.name!r} fired)"
+                        )
+                    continue
+                if rule.trigger.rest is not None:
+                    try:
+                        hit = rule.trigger.test(message)
+                    except EvalError as exc:
+                        warnings.append(f"rule {rule.name}: trigger: {exc}; treated as false")
+                        hit = False
+                    if not hit:
+                        if explain:
+                            result.explain.append(
+                                f"rule {rule.name!r} ({rule.where}): trigger false: "
+                                f"{rule.trigger.source}"
+                            )
+                        continue
+                data = self._build(rule, message, result)
+                if data is None:
+                    continue
+                result.events.append(OutgoingEvent(self.key, data, rule.name))
+                if explain:
+                    result.explain.append(
+                        f"rule {rule.name!r} ({rule.where}): fired -> {data['event']}"
+                    )
+                if rule_file.first:
+                    fired = rule
+        if stored_keys is not None and result.events:
+            self._enrich(result, stored_keys, explain)
+        if explain and not result.events:
+            result.explain.append("no TikTok event: no rule fired")
+        return result
+
+    def _explain_index(
+        self, rule_file: RuleFile, candidates: tuple[Rule, ...], result: MapResult
+    ) -> None:
+        for rule in rule_file.rules:
+            if rule in candidates:
+                continue
+            if not rule.active:
+                sources = ", ".join(sorted(rule.sources or ()))
+                result.explain.append(
+                    f"rule {rule.name!r} ({rule.where}): not active for event_source "
+                    f"{self.settings.event_source} (sources: {sources})"
+                )
+                continue
+            parts = []
+            if rule.trigger.types is not None:
+                parts.append(f"type in {sorted(rule.trigger.types)}")
+            if rule.trigger.events is not None:
+                parts.append(f"event in {sorted(rule.trigger.events)}")
+            result.explain.append(
+                f"rule {rule.name!r} ({rule.where}): not a candidate (index: {' and '.join(parts)})"
+            )
+
+    def _event_name(
+        self, rule: Rule, message: Mapping[str, Any], warnings: list[str]
+    ) -> str | None:
+        if rule.event is not None:
+            return rule.event
+        assert rule.event_name is not None
+        try:
+            name = rule.event_name(message)
+        except EvalError as exc:
+            warnings.append(f"rule {rule.name}: event: {exc}; no event sent")
+            return None
+        if not isinstance(name, str) or not present(name):
+            warnings.append(f"rule {rule.name}: event name is missing; no event sent")
+            return None
+        verdict = self._catalog.check(name, self.settings.event_source, custom=rule.custom)
+        if not verdict.ok:
+            warnings.append(f"rule {rule.name}: {verdict.error}; no event sent")
+            return None
+        return name
+
+    def _build(
+        self, rule: Rule, message: Mapping[str, Any], result: MapResult
+    ) -> dict[str, Any] | None:
+        warnings = result.warnings
+        name = self._event_name(rule, message, warnings)
+        if name is None:
+            return None
+        data: dict[str, Any] = {"event": name}
+        built = rule.build(message, warnings)
+        if built is not ABSENT:
+            data.update(built)
+        raw_user = data.get("user")
+        if raw_user is not None:
+            keys = self.normalizer.normalize_user(raw_user)
+            if keys.dropped:
+                dropped = result.dropped_keys
+                for reason, count in keys.dropped.items():
+                    dropped[reason] = dropped.get(reason, 0) + count
+            if keys.user:
+                data["user"] = keys.user
+            else:
+                del data["user"]
+        properties = data.get("properties")
+        if properties is not None:
+            rule.derive.apply(properties)
+        if "event_time" not in data:
+            warnings.append(f"rule {rule.name}: event_time is missing; no event sent")
+            return None
+        if self._required is not None:
+            holder, key = self._required
+            if key not in data.get(holder, ()):
+                warnings.append(
+                    f"rule {rule.name}: {self.settings.event_source} events need "
+                    f"{holder}.{key} and the message gives none; no event sent"
+                )
+                return None
+        return data
+
+    def _enrich(
+        self,
+        result: MapResult,
+        stored_keys: StoredKeys | Callable[[], StoredKeys],
+        explain: bool,
+    ) -> None:
+        from cdp_tiktok.identity import enrich_user
+
+        missing = [
+            e
+            for e in result.events
+            if not all(k in e.data.get("user", ()) for k in ("email", "phone", "external_id"))
+        ]
+        if not missing:
+            return
+        stored = stored_keys() if callable(stored_keys) else stored_keys
+        if not stored:
+            return
+        for index, event in enumerate(result.events):
+            if event not in missing:
+                continue
+            user, filled = enrich_user(
+                event.data.get("user", {}), {k: list(v) for k, v in stored.items()}
+            )
+            if not filled:
+                continue
+            data = _with_user(event.data, user)
+            result.events[index] = dataclasses.replace(event, data=data)
+            if explain:
+                result.explain.append(
+                    f"rule {event.rule!r}: {', '.join(filled)} filled from the identity store"
+                )
+
+
+def _with_user(data: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    merged = {**data, "user": user}
+    return {key: merged[key] for key in ("event", *OUTPUT_FIELDS) if key in merged}
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _mapping_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
+
+
+def _where(data: Any, path: DocPath) -> str:
+    """A readable location: ``rule 'x': user.email`` or ``defaults: page``."""
+    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+        rules = data.get("rules") if isinstance(data, dict) else None
+        name = None
+        if isinstance(rules, list) and path[1] < len(rules) and isinstance(rules[path[1]], dict):
+            name = rules[path[1]].get("name")
+        head = f"rule {name!r}" if isinstance(name, str) else f"rules[{path[1]}]"
+        rest = path[2:]
+    elif path:
+        head, rest = str(path[0]), path[1:]
+    else:
+        return "the file"
+    tail = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest).lstrip(".")
+    return f"{head}: {tail}" if tail else head
+
+
+def _schema_problems(data: Any, report: Reporter) -> set[int] | None:
+    """Report schema errors; return the indexes of the rules that have some, or
+    ``None`` when the file has errors outside its rules (nothing can be compiled)."""
+    errors = sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.path])
+    broken: set[int] = set()
+    whole_file = False
+    for error in errors:
+        _report_schema_error(data, error, report)
+        path = tuple(error.absolute_path)
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+            broken.add(path[1])
+        else:
+            whole_file = True
+    return None if whole_file else broken
+
+
+def _report_schema_error(data: Any, error: ValidationError, report: Reporter) -> None:
+    path: DocPath = tuple(error.absolute_path)
+    where = _where(data, path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        allowed = sorted(schema.get("properties", {}))
+
+        for key in error.instance:
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(allowed)})"
+            report.error((*path, key), f"{where}: unknown key {key!r}{hint}")
+        return
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        typos = [k for k in error.instance if difflib.get_close_matches(k, [missing], n=1)]
+        if not typos:  # a typo'd key is reported once, as an unknown key
+            report.error(path, f"{where}: {error.message}")
+        return
+    if error.validator == "anyOf" and error.context:
+        deepest = best_match(error.context)
+        sub = tuple(deepest.absolute_path)
+        if sub and sub != path:
+            _report_schema_error(data, deepest, report)
+            return
+        report.error(
+            path,
+            f"{where}: not a valid value (text expression, number, boolean, null, list of "
+            "alternatives, object, {for, item} loop or {list: [...]})",
+        )
+        return
+    report.error(path, f"{where}: {error.message}")
+
+
+def _merge(
+    defaults: Mapping[str, Any], rule: Mapping[str, Any], rule_at: DocPath
+) -> dict[str, tuple[Any, DocPath, bool]]:
+    """Output fields of a rule: ``name -> (spec, doc path, from_rule)``; object fields
+    merge key by key with the defaults (``null`` removes an inherited key)."""
+    merged: dict[str, tuple[Any, DocPath, bool]] = {}
+    for key in OUTPUT_FIELDS:
+        in_rule = key in rule
+        in_defaults = key in defaults
+        if key in OBJECT_FIELDS and (in_rule or in_defaults):
+            base = defaults.get(key) if in_defaults else None
+            own = rule.get(key) if in_rule else None
+            if in_rule and own is None:
+                continue  # `user: null` drops the whole inherited object
+            fields: dict[str, tuple[Any, DocPath, bool]] = {}
+            if isinstance(base, dict):
+                for sub, spec in base.items():
+                    fields[sub] = (spec, ("defaults", key, sub), False)
+            if isinstance(own, dict):
+                for sub, spec in own.items():
+                    fields[sub] = (spec, (*rule_at, key, sub), True)
+            merged[key] = (fields, (*rule_at, key) if in_rule else ("defaults", key), in_rule)
+        elif in_rule:
+            merged[key] = (rule[key], (*rule_at, key), True)
+        elif in_defaults:
+            merged[key] = (defaults[key], ("defaults", key), False)
+    return merged
+
+
+class _FileCompiler:
+    """Compiles one parsed file into a :class:`RuleFile`, reporting every problem."""
+
+    def __init__(
+        self, compiler: Compiler, settings: TikTokSettings, report: Reporter, data: dict[str, Any]
+    ) -> None:
+        self.compiler = compiler
+        self.settings = settings
+        self.report = report
+        self.data = data
+        from cdp_tiktok.tiktok.catalog import load_catalog
+
+        self.catalog = load_catalog()
+        self.roots = MESSAGE_FIELDS | {"settings"}
+
+    def derive(self, raw: Any, base: Derive) -> Derive:
+        if not isinstance(raw, dict):
+            return base
+        return dataclasses.replace(
+            base, **{k: raw[k] for k in ("content_ids", "num_items", "currency") if k in raw}
+        )
+
+    def compile(self, valid: Sequence[int]) -> RuleFile:
+        data = self.data
+        first = data.get("match", "first") == "first"
+        file_derive = self.derive(data.get("derive"), Derive())
+        defaults = data.get("defaults") or {}
+        if defaults:  # validate the defaults once, even in a file without rules
+            self._fields(defaults, {}, ("defaults",), "defaults", self.settings.event_source, False)
+        rules: list[Rule] = []
+        for index, raw in enumerate(data.get("rules") or []):
+            if index not in valid:
+                continue
+            rule = self._rule(raw, ("rules", index), defaults, file_derive)
+            if rule is not None:
+                rules.append(rule)
+        if first:
+            self._unreachable(rules)
+        return RuleFile(self.report.file, first, rules)
+
+    def _rule(
+        self, raw: dict[str, Any], at: DocPath, defaults: Mapping[str, Any], derive: Derive
+    ) -> Rule | None:
+        report = self.report
+        name = raw["name"]
+        sources = frozenset(raw["sources"]) if "sources" in raw else None
+        active = sources is None or self.settings.event_source in sources
+        source = self.settings.event_source if active else sorted(sources or ())[0]
+        custom = bool(raw.get("custom", False))
+        trigger = compile_trigger(self.compiler, raw["when"], report, (*at, "when"), self.roots)
+        event, event_name = self._event(raw["event"], (*at, "event"), custom, sources)
+        fields = self._fields(defaults, raw, at, f"rule {name}", source, True)
+        if trigger is None or fields is None or (event is None and event_name is None):
+            return None
+        return Rule(
+            name=name,
+            file=report.file,
+            line=report.line_of(at),
+            event=event,
+            event_name=event_name,
+            custom=custom,
+            sources=sources,
+            active=active,
+            trigger=trigger,
+            build=object_builder(
+                [
+                    Field(key, describe_node(node) if node.leaf else None, node.build, co, label)
+                    for key, node, co, label in fields
+                ]
+            ),
+            derive=self.derive(raw.get("derive"), derive),
+        )
+
+    def _event(
+        self, raw: str, at: DocPath, custom: bool, sources: frozenset[str] | None
+    ) -> tuple[str | None, Value | None]:
+        if "{{" in raw or "{%" in raw:
+            value = self.compiler.compile_text(raw, self.report, at, self.roots)
+            if value is None:
+                return None, None
+            constant = getattr(value, "constant", ABSENT)
+            if not isinstance(constant, str):
+                return None, value
+            raw = constant
+        ok = True
+        for source in sorted(sources or {self.settings.event_source}):
+            verdict = self.catalog.check(raw, source, custom=custom)
+            if not verdict.ok:
+                hint = ""
+                if verdict.canonical is None and not custom:
+                    close = difflib.get_close_matches(
+                        raw, sorted(self.catalog.standard(source)), n=1
+                    )
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.report.error(at, f"event {raw!r} ({source}): {verdict.error}{hint}")
+                ok = False
+            elif verdict.warning and source == self.settings.event_source:
+                self.report.warning(at, f"event {raw!r} ({source}): {verdict.warning}")
+        return (raw if ok else None), None
+
+    def _fields(
+        self,
+        defaults: Mapping[str, Any],
+        rule: Mapping[str, Any],
+        at: DocPath,
+        label: str,
+        source: str,
+        is_rule: bool,
+    ) -> tuple[tuple[str, Node, Callable[[Any], Any] | None, str], ...] | None:
+        specs = SpecCompiler(self.compiler, self.report, label)
+        merged = _merge(defaults, rule, at) if is_rule else _merge({}, defaults, ("defaults",))
+        out: list[tuple[str, Node, Callable[[Any], Any] | None, str]] = []
+        ok = True
+        for key, (spec, path, from_rule) in merged.items():
+            if not applies(key, source):
+                if from_rule and is_rule:
+                    self.report.warning(path, f"{key} is not sent for event_source {source}")
+                continue
+            node: Node | None
+            if key in OBJECT_FIELDS:
+                fields = {}
+                for sub, (sub_spec, sub_path, sub_from_rule) in spec.items():
+                    target = f"{key}.{sub}"
+                    if not applies(target, source):
+                        if sub_from_rule and is_rule:
+                            self.report.warning(
+                                sub_path, f"{target} is not sent for event_source {source}"
+                            )
+                        continue
+                    fields[sub] = (sub_spec, sub_path)
+                node = specs.object(fields, key, self.roots, 1, typed=key != "user")
+                coerce = None
+            else:
+                node = specs.value(spec, path, key, self.roots)
+                coerce = coercer_for(key)
+            if node is None:
+                ok = False
+                continue
+            out.append((key, node, coerce, f"{label}: {key}"))
+        return tuple(out) if ok else None
+
+    def _unreachable(self, rules: list[Rule]) -> None:
+        for index, later in enumerate(rules):
+            for earlier in rules[:index]:
+                if not (earlier.active and later.active) or earlier.trigger.rest is not None:
+                    continue
+                if _covers(earlier.trigger.types, later.trigger.types) and _covers(
+                    earlier.trigger.events, later.trigger.events
+                ):
+                    self.report.warning(
+                        ("rules", index),
+                        f"rule {later.name!r} can never fire: rule {earlier.name!r} "
+                        f"(line {earlier.line}) fires first for every message it matches "
+                        "(match: first)",
+                    )
+                    break
+
+
+def _covers(wide: frozenset[str] | None, narrow: frozenset[str] | None) -> bool:
+    if wide is None:
+        return True
+    return narrow is not None and narrow <= wide
+
+
+def _settings_constants(settings: TikTokSettings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in SETTINGS_FIELDS}
+
+
+def _compile_all(
+    dirs: Sequence[Path],
+    filters: Mapping[str, Callable[..., Any]],
+    settings: TikTokSettings,
+) -> tuple[list[RuleFile], list[Problem]]:
+    compiler = Compiler(plugin_filters=filters, settings=_settings_constants(settings))
+    problems: list[Problem] = []
+    for name in compiler.refused_filters:
+        problems.append(
+            Problem("<plugins>", 0, f"plugin filter {name!r} shadows a built-in filter; refused")
+        )
+    files: list[RuleFile] = []
+    seen: dict[str, str] = {}
+    for directory in dirs:
+        directory = Path(directory)
+        if directory.is_file():
+            paths = [directory]
+        elif not directory.is_dir():
+            problems.append(Problem(str(directory), 0, "not a directory of mapping files"))
+            continue
+        else:
+            paths = _mapping_files(directory)
+        if not paths:
+            problems.append(
+                Problem(str(directory), 0, "no mapping files (*.yaml, *.yml)", "warning")
+            )
+        for path in paths:
+            rule_file, file_problems = _compile_file(path, compiler, settings)
+            problems.extend(file_problems)
+            if rule_file is None:
+                continue
+            for rule in rule_file.rules:
+                if rule.name in seen:
+                    problems.append(
+                        Problem(
+                            rule.file,
+                            rule.line,
+                            f"rule name {rule.name!r} is already used at {seen[rule.name]}",
+                        )
+                    )
+                else:
+                    seen[rule.name] = rule.where
+            files.append(rule_file)
+    return files, problems
+
+
+def _compile_file(
+    path: Path, compiler: Compiler, settings: TikTokSettings
+) -> tuple[RuleFile | None, list[Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(str(path), 0, f"cannot read: {exc}")]
+    located = load_yaml_recovering(text)
+    report = Reporter(str(path), located.lines)
+    for line, message in located.errors:
+        report.problems.append(Problem(str(path), line, message))
+    rule_file: RuleFile | None = None
+    if located.data is not None:
+        broken = _schema_problems(located.data, report)
+        if broken is not None:
+            rules = located.data.get("rules") or []
+            # Rules with schema errors are left out so the others are still checked.
+            valid = [i for i in range(len(rules)) if i not in broken]
+            rule_file = _FileCompiler(compiler, settings, report, located.data).compile(valid)
+    unique = list(dict.fromkeys(report.problems))
+    unique.sort(key=lambda p: p.line)
+    if any(p.severity == "error" for p in unique):
+        rule_file = None
+    return rule_file, unique
+
+
+def validate_directory(
+    dirs: Sequence[Path],
+    *,
+    filters: Mapping[str, Callable[..., Any]] | None = None,
+    settings: TikTokSettings | None = None,
+) -> list[Problem]:
+    """Every problem (errors and warnings) of every mapping file in ``dirs`` (a path may
+    also name one file), in file and line order. Never raises for bad files."""
+    _, problems = _compile_all(list(dirs), filters or {}, settings or TikTokSettings())
+    return problems
+
+
+def load_mapping_set(
+    dirs: Sequence[Path],
+    *,
+    filters: Mapping[str, Callable[..., Any]] | None = None,
+    settings: TikTokSettings,
+    destination: str = "TikTok",
+) -> MappingSet:
+    """Load and compile ``dirs`` once. Raises :class:`MappingLoadError` listing every
+    problem when any file has an error; warnings are kept in ``MappingSet.problems``."""
+    files, problems = _compile_all(list(dirs), filters or {}, settings)
+    if any(p.severity == "error" for p in problems):
+        raise MappingLoadError(problems)
+    return MappingSet(files, settings=settings, destination=destination, problems=problems)

@@ -1,0 +1,165 @@
+"""YAML reading that remembers where every key and item is.
+
+:func:`load_yaml` returns plain data (dicts, lists, scalars) and a line table: for each
+document path (tuple of keys and indexes) the 1-based line it starts on. Duplicate keys,
+merge keys (``<<``), several documents and non-string keys are errors, reported with
+their line like YAML syntax errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Located:
+    """A parsed YAML document with its line table; ``errors`` holds (line, message)."""
+
+    data: Any = None
+    lines: dict[Path, int] = field(default_factory=dict)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def load_yaml(text: str) -> Located:
+    """Parse one YAML document, recording the line of every mapping key and list item.
+
+    Never raises for bad input: syntax errors and structural errors are returned in
+    ``errors`` with their line, and ``data`` is ``None`` when the text is unusable.
+    """
+    result = Located()
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        # The context mark is where the broken construct starts (what to fix); the
+        # problem mark is where the parser noticed, often lines later.
+        start, noticed = exc.context_mark, exc.problem_mark
+        mark = start or noticed
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        if start is not None and exc.context:
+            problem = f"{problem} ({exc.context})"
+        result.errors.append((line, f"YAML syntax error: {problem}"))
+        return result
+    except yaml.YAMLError as exc:
+        result.errors.append((1, f"YAML error: {exc}"))
+        return result
+    finally:
+        loader.dispose()
+    if node is None:
+        result.errors.append((1, "the file is empty"))
+        return result
+    result.lines[()] = node.start_mark.line + 1
+    constructor = yaml.SafeLoader("")
+    result.data = _convert(node, (), result, constructor)
+    return result
+
+
+def _convert(node: yaml.Node, path: Path, out: Located, constructor: yaml.SafeLoader) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        data: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                out.errors.append((line, "merge keys (<<) are not supported; use `defaults`"))
+                continue
+            key = constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                out.errors.append((line, f"keys must be text, not {key!r}"))
+                continue
+            if key in data:
+                first = out.lines.get((*path, key), line)
+                out.errors.append((line, f"duplicate key {key!r} (first defined on line {first})"))
+                continue
+            out.lines[(*path, key)] = line
+            data[key] = _convert(value_node, (*path, key), out, constructor)
+        return data
+    if isinstance(node, yaml.SequenceNode):
+        items: list[Any] = []
+        for index, item_node in enumerate(node.value):
+            out.lines[(*path, index)] = item_node.start_mark.line + 1
+            items.append(_convert(item_node, (*path, index), out, constructor))
+        return items
+    try:
+        return constructor.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        out.errors.append((node.start_mark.line + 1, f"YAML value error: {exc}"))
+        return None
+
+
+_RULES_KEY = re.compile(r"rules\s*:\s*(#.*)?$")
+_ITEM = re.compile(r"(\s*)-(\s|$)")
+
+
+def load_yaml_recovering(text: str) -> Located:
+    """:func:`load_yaml`, but a syntax error inside one item of the top-level ``rules``
+    list does not hide the other rules: each item is then parsed on its own (line
+    numbers kept) and the broken ones are left out, their errors reported."""
+    first = load_yaml(text)
+    if first.data is not None or not first.errors:
+        return first
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if _RULES_KEY.match(line)), None)
+    if start is None:
+        return first
+    items: list[int] = []
+    indent: str | None = None
+    end = len(lines)
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ITEM.match(line)
+        if indent is None:
+            if match is None:
+                return first
+            indent = match.group(1)
+        if match is not None and match.group(1) == indent:
+            items.append(i)
+        elif (indent == "" and not line[0].isspace()) or (indent and not line.startswith(indent)):
+            end = i
+            break
+    if not items:
+        return first
+
+    def only(keep: range | set[int]) -> str:
+        return "".join(line if i in keep else "\n" for i, line in enumerate(lines))
+
+    header = load_yaml(only({*range(0, start), *range(end, len(lines))}))
+    if header.errors or not isinstance(header.data, dict):
+        return first
+    result = Located(data=dict(header.data), lines=dict(header.lines))
+    result.lines.setdefault((), 1)
+    result.lines[("rules",)] = start + 1
+    rules: list[Any] = []
+    bounds = [*items, end]
+    broken = False
+    for k in range(len(items)):
+        chunk = range(bounds[k], bounds[k + 1])
+        part = load_yaml(only(chunk))
+        last = max((i for i in chunk if lines[i].strip()), default=chunk.start) + 1
+        result.errors.extend((min(max(line, chunk.start + 1), last), m) for line, m in part.errors)
+        if part.data is None:
+            broken = True
+            continue
+        if not isinstance(part.data, list):
+            continue
+        for item_index, item in enumerate(part.data):
+            index = len(rules)
+            rules.append(item)
+            for path, where in part.lines.items():
+                if path and path[0] == item_index:
+                    result.lines[("rules", index, *path[1:])] = where
+    result.data["rules"] = rules
+    if not broken:  # the syntax error was not inside one rule: report it as it is
+        return first
+    return result
