@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ events = host.track(user_id="user_123", event="Form Submitted",
                     properties={"email": " Lead@Example.com ", "lead_id": 991})
 other = host.track(user_id="user_123", event="Signed Up")
 print(json.dumps({
-    "filter": host.filters["cents"]("1250"),
+    "filter": host.filters["micros"]("12500000"),
     "events": [[e.key.destination, e.key.event_source, e.data] for e in events],
     "other": [e.key.destination for e in other],
 }))
@@ -33,6 +34,8 @@ print(json.dumps({
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """pip-install the example into a private target directory (not this environment)."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source)  # pip builds in the source tree: keep the repo clean
     subprocess.run(
         [
             sys.executable,
@@ -44,7 +47,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(EXAMPLE),
+            str(source),
         ],
         check=True,
     )
@@ -71,9 +74,11 @@ def test_plugins_command_lists_the_installed_example(installed: dict[str, str]) 
 
 
 def test_host_calls_the_installed_example_hook(installed: dict[str, str]) -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=installed, capture_output=True, text=True, check=True
-    ).stdout
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE], env=installed, capture_output=True, text=True
+    )
+    assert probe.returncode == 0, probe.stderr
+    out = probe.stdout
     result = json.loads(out)
     assert result["filter"] == 12.5
     leads = [data for dest, source, data in result["events"] if dest == "Example Leads"]

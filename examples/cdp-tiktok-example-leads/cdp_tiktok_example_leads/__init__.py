@@ -2,7 +2,7 @@
 
 It shows the two things plugins most often do:
 
-* register a filter for the mapping language (``{{ properties.amount_cents | cents }}``);
+* register a filter for the mapping language (``{{ properties.amount_micros | micros }}``);
 * provide a destination written in Python instead of mapping files: every
   ``Form Submitted`` track call becomes a TikTok ``Lead`` event for a CRM event set.
 
@@ -26,18 +26,24 @@ DESTINATION = "Example Leads"
 _normalizer = MatchKeyNormalizer()
 
 
-def cents(value: Any) -> float | None:
-    """Turn an amount in cents (``1250`` or ``"1250"``) into units (``12.5``)."""
+def micros(value: Any) -> float | None:
+    """Turn an amount in micro-units (``12500000`` or ``"12500000"``) into units (``12.5``).
+
+    Ad and billing systems often store money as integer micros; ``None`` for anything
+    that is not an integer, so the mapping drops the field instead of sending garbage.
+    """
+    if isinstance(value, bool):
+        return None
     try:
-        return int(value) / 100
+        return int(value) / 1_000_000
     except (TypeError, ValueError):
         return None
 
 
 @hookimpl
 def cdp_register_filters(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    """Make ``| cents`` available in every mapping file."""
-    register("cents", cents)
+    """Make ``| micros`` available in every mapping file."""
+    register("micros", micros)
 
 
 @hookimpl
