@@ -147,3 +147,24 @@ def test_invalid_messages_are_reported_with_line_numbers(runner: CliRunner, tmp_
     result = runner.invoke(main, ["send", str(source), "--sandbox"])
     assert result.exit_code == 1
     assert "in.jsonl:2" in result.output and "in.jsonl:3" in result.output
+
+
+def test_server_side_web_event_needs_a_page_url_and_default_page_url_supplies_it(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "server.jsonl"
+    message = {
+        "type": "track",
+        "userId": "u-1",
+        "event": "Order Completed",
+        "properties": {"order_id": 7, "revenue": 0, "currency": "eur"},
+    }
+    source.write_text(json.dumps(message) + "\n")
+    skipped = runner.invoke(main, ["send", str(source), "--sandbox"])
+    assert skipped.exit_code == 0, skipped.output
+    assert _row(skipped.stdout, "TikTok events produced") == "0"
+    assert "default_page_url" in skipped.output  # the hint says what to do
+    monkeypatch.setenv("CDP_TIKTOK_DEFAULT_PAGE_URL", "https://shop.example/")
+    sent = runner.invoke(main, ["send", str(source), "--sandbox", "--outbox", "sqlite:///o2.db"])
+    assert sent.exit_code == 0, sent.output
+    assert _row(sent.stdout, "delivered") == "1"

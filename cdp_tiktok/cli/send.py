@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cdp_tiktok.cli.options import setting_options, settings_from_options
-from cdp_tiktok.events import OutgoingEvent
+from cdp_tiktok.events import MapResult, OutgoingEvent
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE, Secret, TikTokSettings
 
 ENQUEUE_CHUNK = 1000
@@ -24,6 +24,13 @@ DELIVERABLE = frozenset({"TikTok"})
 """Destinations ``send`` has delivery settings for (the built-in TikTok destination)."""
 SANDBOX_OUTBOX = "sqlite:///cdp_tiktok_sandbox_outbox.db"
 SANDBOX_IDENTITY = "sqlite:///cdp_tiktok_sandbox_identity.db"
+HINTS = {
+    "web events need page.url": "server-side web events without context.page.url are "
+    "skipped; set default_page_url (--settings file or CDP_TIKTOK_DEFAULT_PAGE_URL).",
+    "phone:no_region": "phone numbers without a country code were dropped; set "
+    "--default-phone-region (e.g. US) to read them as national numbers.",
+}
+"""Substrings of warnings or drop reasons, and what the user can do about them."""
 USER_KEYS = (
     "email",
     "phone",
@@ -57,6 +64,13 @@ class IntakeSummary:
     key_coverage: Counter[str] = field(default_factory=Counter)
     old_events: int = 0
     undeliverable: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    dropped_keys: Counter[str] = field(default_factory=Counter)
+
+    def observe(self, message: Any, result: MapResult) -> None:
+        """Collect a mapping result's warnings and dropped match-key values (no raw values)."""
+        self.warnings.update(result.warnings)
+        self.dropped_keys.update(result.dropped_keys)
 
     def count(self, event: OutgoingEvent, max_age_seconds: float, now: float) -> None:
         """Account one produced event."""
@@ -161,6 +175,17 @@ def _coverage_table(summary: IntakeSummary) -> Table:
     return table
 
 
+def _problems_table(summary: IntakeSummary) -> Table:
+    table = Table(title="mapping warnings and dropped match-key values")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for text, count in summary.warnings.most_common(15):
+        table.add_row(text, str(count))
+    for reason, count in sorted(summary.dropped_keys.items()):
+        table.add_row(f"match-key value dropped: {reason}", str(count))
+    return table
+
+
 def _events_table(summary: IntakeSummary) -> Table:
     table = Table(title="TikTok events")
     table.add_column("event")
@@ -235,6 +260,8 @@ def send(
             stack.callback(stream.close)
 
         summary = IntakeSummary()
+        for target in host.destinations.values():
+            target.state["observer"] = summary.observe
         with err.status("mapping and enqueueing…"):
             _map_into_outbox(stream, source, host, outbox, summary, settings, err, DELIVERABLE)
 
@@ -246,6 +273,12 @@ def send(
         if summary.events:
             out.print(_events_table(summary))
             out.print(_coverage_table(summary))
+        if summary.warnings or summary.dropped_keys:
+            out.print(_problems_table(summary))
+        seen = [*summary.warnings, *summary.dropped_keys]
+        for text, hint in HINTS.items():
+            if any(text in item for item in seen):
+                err.print(f"[yellow]hint[/yellow]: {hint}")
         if summary.old_events:
             err.print(
                 f"[yellow]warning[/yellow]: {summary.old_events} events are older than "

@@ -112,9 +112,11 @@ class TikTokPlugin:
         mapping = self.mapping_set(destination)
         identity = state.get("identity")
         notes: list[str] = []
+        dropped: Mapping[str, int] = {}
         message_type = message.get("type")
         if identity is not None and message_type == "identify":
-            notes.extend(self._remember(message, mapping, identity))
+            remembered, dropped = self._remember(message, mapping, identity)
+            notes.extend(remembered)
         elif identity is not None and message_type == "alias":
             previous, user = message.get("previousId"), message.get("userId")
             if isinstance(previous, str) and isinstance(user, str) and previous and user:
@@ -132,6 +134,8 @@ class TikTokPlugin:
                 return found
 
         result = mapping.map(message, stored_keys=stored, explain=explain)
+        for reason, count in dropped.items():
+            result.dropped_keys[reason] = result.dropped_keys.get(reason, 0) + count
         if explain and notes:
             result.explain[:0] = notes
         for warning in result.warnings:
@@ -143,25 +147,29 @@ class TikTokPlugin:
 
     def _remember(
         self, message: Mapping[str, Any], mapping: MappingSet, identity: Any
-    ) -> list[str]:
+    ) -> tuple[list[str], Mapping[str, int]]:
         traits, context_traits = _traits(message), _context_traits(message)
         raw: dict[str, Any] = {
             "email": [traits.get("email"), context_traits.get("email")],
             "phone": [traits.get("phone"), context_traits.get("phone")],
             "external_id": message.get("userId"),
         }
-        keys = mapping.normalizer.normalize_user(raw).user
+        normalized = mapping.normalizer.normalize_user(raw)
+        keys = normalized.user
         hashed = {k: keys[k] for k in LIST_KEYS if k in keys}
         user_id, anonymous_id = message.get("userId"), message.get("anonymousId")
         if not hashed and not (user_id and anonymous_id):
-            return ["identify: nothing to remember (no email, phone or userId)"]
+            return ["identify: nothing to remember (no email, phone or userId)"], normalized.dropped
         identity.remember(
             user_id if isinstance(user_id, str) else None,
             anonymous_id if isinstance(anonymous_id, str) else None,
             hashed,
         )
         names = ", ".join(sorted(hashed)) or "no keys"
-        return [f"identify: remembered {names} (hashed) in the identity store"]
+        return (
+            [f"identify: remembered {names} (hashed) in the identity store"],
+            normalized.dropped,
+        )
 
     def _on(self, message: Message, destination: Destination) -> list[OutgoingEvent] | None:
         if destination.plugin != PLUGIN_NAME:
