@@ -30,7 +30,7 @@ def test_unknown_key_in_file_names_file_and_key(tmp_path: Path) -> None:
 
 
 def test_bad_value_names_setting_and_source() -> None:
-    with pytest.raises(SettingsError, match="concurrency .from CDP_TIKTOK_CONCURRENCY."):
+    with pytest.raises(SettingsError, match=r"concurrency .from CDP_TIKTOK_CONCURRENCY."):
         load_settings(env={"CDP_TIKTOK_CONCURRENCY": "many"})
 
 

@@ -15,12 +15,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from cdp_tiktok.messages import event_time
-
 from cdp_tiktok import hookimpl
 from cdp_tiktok.destination import Destination
 from cdp_tiktok.events import BatchKey, OutgoingEvent
 from cdp_tiktok.matchkeys import MatchKeyNormalizer
+from cdp_tiktok.messages import event_time
 
 DESTINATION = "Example Leads"
 _normalizer = MatchKeyNormalizer()
