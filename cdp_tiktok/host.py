@@ -41,6 +41,24 @@ CALL_HOOKS: Mapping[str, str] = {
 }
 
 
+SEGMENT_FIELD_NAMES: Mapping[str, str] = {
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "previous_id": "previousId",
+    "group_id": "groupId",
+    "message_id": "messageId",
+    "event": "event",
+    "name": "name",
+    "category": "category",
+    "properties": "properties",
+    "traits": "traits",
+    "context": "context",
+    "timestamp": "timestamp",
+    "integrations": "integrations",
+}
+"""Python API argument names (analytics-python style) to Segment message fields."""
+
+
 class PluginError(RuntimeError):
     """A plugin misbehaved at registration; the message names the plugin."""
 
@@ -320,11 +338,13 @@ class Host:
 
     # --- Segment-style Python API -------------------------------------------------
 
-    def _call(self, kind: str, fields: Mapping[str, Any]) -> list[OutgoingEvent]:
+    def _call(self, kind: str, arguments: Mapping[str, Any]) -> list[OutgoingEvent]:
+        """Build a Segment message from a Python API call's arguments and process it."""
         message: dict[str, Any] = {"type": kind}
-        for key, value in fields.items():
-            if value is None:
+        for name, value in arguments.items():
+            if name == "self" or value is None:
                 continue
+            key = SEGMENT_FIELD_NAMES[name]
             message[key] = value.isoformat() if isinstance(value, datetime) else value
         return self.process(message)
 
@@ -340,19 +360,7 @@ class Host:
         message_id: str | None = None,
     ) -> list[OutgoingEvent]:
         """Process a ``track`` call (analytics-python style); returns the events produced."""
-        return self._call(
-            "track",
-            {
-                "userId": user_id,
-                "anonymousId": anonymous_id,
-                "event": event,
-                "properties": properties,
-                "context": context,
-                "timestamp": timestamp,
-                "integrations": integrations,
-                "messageId": message_id,
-            },
-        )
+        return self._call("track", locals())
 
     def identify(
         self,
@@ -365,18 +373,7 @@ class Host:
         message_id: str | None = None,
     ) -> list[OutgoingEvent]:
         """Process an ``identify`` call; its hashed keys enrich the user's later events."""
-        return self._call(
-            "identify",
-            {
-                "userId": user_id,
-                "anonymousId": anonymous_id,
-                "traits": traits,
-                "context": context,
-                "timestamp": timestamp,
-                "integrations": integrations,
-                "messageId": message_id,
-            },
-        )
+        return self._call("identify", locals())
 
     def page(
         self,
@@ -391,20 +388,7 @@ class Host:
         message_id: str | None = None,
     ) -> list[OutgoingEvent]:
         """Process a ``page`` call; returns the events produced."""
-        return self._call(
-            "page",
-            {
-                "userId": user_id,
-                "anonymousId": anonymous_id,
-                "category": category,
-                "name": name,
-                "properties": properties,
-                "context": context,
-                "timestamp": timestamp,
-                "integrations": integrations,
-                "messageId": message_id,
-            },
-        )
+        return self._call("page", locals())
 
     def screen(
         self,
@@ -419,20 +403,7 @@ class Host:
         message_id: str | None = None,
     ) -> list[OutgoingEvent]:
         """Process a ``screen`` call; returns the events produced."""
-        return self._call(
-            "screen",
-            {
-                "userId": user_id,
-                "anonymousId": anonymous_id,
-                "category": category,
-                "name": name,
-                "properties": properties,
-                "context": context,
-                "timestamp": timestamp,
-                "integrations": integrations,
-                "messageId": message_id,
-            },
-        )
+        return self._call("screen", locals())
 
     def group(
         self,
@@ -446,19 +417,7 @@ class Host:
         message_id: str | None = None,
     ) -> list[OutgoingEvent]:
         """Process a ``group`` call; returns the events produced."""
-        return self._call(
-            "group",
-            {
-                "userId": user_id,
-                "anonymousId": anonymous_id,
-                "groupId": group_id,
-                "traits": traits,
-                "context": context,
-                "timestamp": timestamp,
-                "integrations": integrations,
-                "messageId": message_id,
-            },
-        )
+        return self._call("group", locals())
 
     def alias(
         self,
@@ -470,17 +429,7 @@ class Host:
         message_id: str | None = None,
     ) -> list[OutgoingEvent]:
         """Process an ``alias`` call; links the two ids in the identity store."""
-        return self._call(
-            "alias",
-            {
-                "previousId": previous_id,
-                "userId": user_id,
-                "context": context,
-                "timestamp": timestamp,
-                "integrations": integrations,
-                "messageId": message_id,
-            },
-        )
+        return self._call("alias", locals())
 
     def close(self) -> None:
         """Close the identity store and outbox the host owns."""
