@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdp_tiktok.messages import MessageError
 
 from cdp_tiktok import hookimpl
 from cdp_tiktok.destination import Destination
 from cdp_tiktok.events import BatchKey, Outcome, OutgoingEvent, Verdict
 from cdp_tiktok.host import Host, PluginError
+from cdp_tiktok.messages import MessageError
 
 
 class Recorder:
