@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
-from cdp_tiktok.delivery.outbox import Outbox, OutboxStats, open_outbox
+from cdp_tiktok.delivery.outbox import EncodedEvent, Outbox, OutboxStats, open_outbox
 from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+from cdp_tiktok.tiktok.payload import encode_event
 
 WEB = BatchKey("TikTok", "web", "CPIXEL0000000000000A")
 TEST = BatchKey("TikTok", "web", "CPIXEL0000000000000A", "TEST123")
@@ -73,6 +74,51 @@ def test_enqueue_of_nothing_and_of_an_unserializable_event(outbox: Outbox) -> No
     with pytest.raises(TypeError):
         outbox.enqueue([event(1), bad], now=T0)
     assert outbox.stats(now=T0).pending == 0  # all or nothing
+
+
+def test_a_non_finite_number_fails_at_enqueue(outbox: Outbox) -> None:
+    bad = OutgoingEvent(WEB, {"event": "Purchase", "properties": {"value": float("nan")}})
+    with pytest.raises(ValueError):
+        outbox.enqueue([event(1), bad], now=T0)
+    assert outbox.stats(now=T0).pending == 0
+
+
+def test_records_carry_the_exact_request_bytes_of_their_event(outbox: Outbox) -> None:
+    events = [event(n) for n in range(3)]
+    outbox.enqueue(events, now=T0)
+    records = outbox.claim("w1", 10, 30, now=T0)
+    assert [r.data_json.encode() for r in records] == [encode_event(e.data) for e in events]
+    first = records[0].data
+    first["event"] = "changed"
+    assert records[0].data == events[0].data  # every access decodes a fresh copy
+    outbox.mark_dead([records[0].id], attempt(), "validation")
+    [letter] = outbox.dead_letters()
+    assert letter.data_json == records[0].data_json and letter.data == events[0].data
+
+
+def test_encoded_events_are_stored_as_given_with_their_event_id(outbox: Outbox) -> None:
+    text = '{"event":"Purchase","event_id":"msg-9","event_time":1735689600}'
+    numeric_id = '{"event":"Purchase","event_id":9}'
+    ids = outbox.enqueue(
+        [event(1), EncodedEvent(WEB, text), EncodedEvent(TEST, numeric_id)], now=T0
+    )
+    records = outbox.claim("w1", 10, 30, now=T0)
+    assert [r.id for r in records] == ids
+    assert [r.data_json for r in records][1:] == [text, numeric_id]
+    assert [r.event_id for r in records] == ["msg-1", "msg-9", None]
+    assert [r.key for r in records] == [WEB, WEB, TEST]
+    assert records[1].data == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"value":NaN}', "[1]", '"text"', '{"a":1} {"b":2}', '1},{"b":2', "", '{"a":1,}']
+)
+def test_an_encoded_event_that_is_not_one_json_object_fails_the_enqueue(
+    outbox: Outbox, text: str
+) -> None:
+    with pytest.raises(ValueError):
+        outbox.enqueue([event(1), EncodedEvent(WEB, '{"ok":1}'), EncodedEvent(WEB, text)])
+    assert outbox.stats(now=T0).pending == 0
 
 
 def test_claim_respects_limit_key_and_readiness(outbox: Outbox) -> None:

@@ -303,3 +303,41 @@ def test_process_starts_prints_its_url_and_answers(command: list[str], tmp_path:
     assert "proc-s3cret-token" not in out + err
     assert "sandbox stopped" in err
     assert len(record.read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_memory_limit_spans_requests_and_zero_keeps_nothing() -> None:
+    with SandboxServer(memory_limit=3) as server:
+        for n in range(3):
+            post(server, body([event(2 * n), event(2 * n + 1)]))
+        post(server, body([event(5)]))  # a duplicate, still recorded and flagged
+        records = server.events()
+        assert [r["seq"] for r in records] == [4, 5, 6]
+        assert [r["duplicate"] for r in records] == [False, False, True]
+        assert [r["data"]["event_id"] for r in server.events(since=5)] == ["evt-5", "evt-5"]
+    with SandboxServer(memory_limit=0) as server:
+        post(server, body([event(0), event(0)]))
+        assert server.events() == []
+        assert server.stats().accepted_events == 2 and server.stats().duplicates == 1
+
+
+def test_memory_limit_option_of_the_process() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdp_tiktok.sandbox", "--port", "0", "--memory-limit", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        headers = {"Access-Token": SANDBOX_ACCESS_TOKEN}
+        reply = httpx.post(
+            url + ENDPOINT_PATH, json=body([event(0), event(1)]), headers=headers, timeout=10
+        )
+        assert reply.json()["code"] == 0
+        kept = httpx.get(url + "/sandbox/events?since=0", timeout=10).json()
+        assert [r["data"]["event_id"] for r in kept] == ["evt-1"]
+        assert httpx.get(url + "/sandbox/stats", timeout=10).json()["accepted_events"] == 2
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

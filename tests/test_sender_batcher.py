@@ -11,7 +11,7 @@ from tests.helpers_delivery import FakeClock, key_for
 
 
 def item(i: int, size: int) -> Item:
-    record = OutboxRecord(i, key_for(), {}, f"e{i}", 0, 0.0, ())
+    record = OutboxRecord(i, key_for(), "{}", f"e{i}", 0, 0.0, ())
     return Item(record, b"x" * size)
 
 

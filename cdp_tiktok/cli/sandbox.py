@@ -11,6 +11,7 @@ from types import FrameType
 import click
 
 from cdp_tiktok.sandbox.server import SandboxServer
+from cdp_tiktok.sandbox.state import DEFAULT_MEMORY_LIMIT
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
 from cdp_tiktok.tiktok.payload import ENDPOINT_PATH
 
@@ -54,6 +55,15 @@ def _stderr(text: str) -> None:
     help="Answer 40001 for any other event_source_id (repeatable; default: any).",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the fault RNG (reproducible runs).")
+@click.option(
+    "--memory-limit",
+    type=click.IntRange(0),
+    default=DEFAULT_MEMORY_LIMIT,
+    show_default=True,
+    metavar="N",
+    help="Accepted events kept in memory for /sandbox/events (the oldest are dropped "
+    "first); 0 keeps none. Counters and duplicate detection cover every event.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
 def sandbox(
     host: str,
@@ -67,6 +77,7 @@ def sandbox(
     poison: tuple[str, ...],
     allowed_source_ids: tuple[str, ...],
     seed: int | None,
+    memory_limit: int,
     verbose: bool,
 ) -> None:
     """Run a local TikTok Events API (POST /open_api/v1.3/event/track/).
@@ -86,6 +97,7 @@ def sandbox(
         record_path=record,
         seed=seed,
         allowed_source_ids=allowed_source_ids or None,
+        memory_limit=memory_limit,
         log=_stderr if verbose else None,
     )
     try:

@@ -6,13 +6,18 @@ callers get fresh copies and a non-JSON value fails at enqueue in both backends.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from cdp_tiktok.delivery.outbox import DeadLetter, OutboxRecord, OutboxStats
+from cdp_tiktok.delivery.outbox import (
+    DeadLetter,
+    EncodedEvent,
+    OutboxRecord,
+    OutboxStats,
+    event_fields,
+)
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 
 
@@ -36,7 +41,7 @@ class _Row:
         return OutboxRecord(
             id=self.id,
             key=self.key,
-            data=json.loads(self.data),
+            data_json=self.data,
             event_id=self.event_id,
             attempts=self.attempts,
             enqueued_at=self.enqueued_at,
@@ -48,7 +53,7 @@ class _Row:
         return DeadLetter(
             id=self.id,
             key=self.key,
-            data=json.loads(self.data),
+            data_json=self.data,
             event_id=self.event_id,
             reason=self.reason,
             history=tuple(self.history),
@@ -77,16 +82,16 @@ class MemoryOutbox:
             r for r in rows if r is not None and r.state == "leased" and r.lease_owner == worker
         ]
 
-    def enqueue(self, events: Sequence[OutgoingEvent], *, now: float | None = None) -> list[int]:
+    def enqueue(
+        self, events: Sequence[OutgoingEvent | EncodedEvent], *, now: float | None = None
+    ) -> list[int]:
         """Store ``events`` as pending records, all or none; return their ids."""
         at = time.time() if now is None else float(now)
-        encoded = [
-            (e, json.dumps(e.data, separators=(",", ":"), ensure_ascii=False)) for e in events
-        ]
+        encoded = [(e.key, *event_fields(e)) for e in events]
         with self._lock:
             ids = []
-            for event, data in encoded:
-                row = _Row(self._next_id, event.key, data, event.event_id, at, at, at)
+            for key, data, event_id in encoded:
+                row = _Row(self._next_id, key, data, event_id, at, at, at)
                 self._rows[row.id] = row
                 ids.append(row.id)
                 self._next_id += 1

@@ -13,7 +13,8 @@ shared safely by several worker processes) and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -23,31 +24,108 @@ from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 ACCEPTED_URLS = "sqlite:///relative/path.db, sqlite:////absolute/path.db, memory://"
 
 
+_decode = json.JSONDecoder().decode
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRecord:
-    """A claimed record: one event plus what the outbox knows about its delivery."""
+    """A claimed record: one event plus what the outbox knows about its delivery.
+
+    ``data_json`` is the event exactly as stored: compact UTF-8 JSON text, the same text
+    :func:`~cdp_tiktok.tiktok.payload.encode_event` gives, so a worker joins it into a
+    request body without decoding or re-encoding. ``data`` decodes it on each access
+    and returns a fresh dict (read it once; changing it changes nothing stored).
+    """
 
     id: int
     key: BatchKey
-    data: dict[str, Any]  # the data[] item (hashed, typed)
+    data_json: str  # the data[] item (hashed, typed), compact JSON
     event_id: str | None
     attempts: int  # attempts so far
     enqueued_at: float
     history: tuple[Attempt, ...]  # every attempt so far, oldest first
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """The ``data[]`` item, decoded from ``data_json`` (a new dict on each access)."""
+        value: dict[str, Any] = _decode(self.data_json)
+        return value
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """An event that will not be sent again unless replayed, with why and every attempt."""
+    """An event that will not be sent again unless replayed, with why and every attempt.
+
+    ``data_json`` and ``data`` are as in :class:`OutboxRecord`.
+    """
 
     id: int
     key: BatchKey
-    data: dict[str, Any]
+    data_json: str
     event_id: str | None
     reason: str
     history: tuple[Attempt, ...]
     enqueued_at: float
     dead_at: float
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The ``data[]`` item, decoded from ``data_json`` (a new dict on each access)."""
+        value: dict[str, Any] = _decode(self.data_json)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An outgoing event whose ``data[]`` item is already JSON text.
+
+    For events that were mapped and serialized earlier (for example a JSON Lines file of
+    mapped events): :meth:`Outbox.enqueue` stores ``data_json`` as given, without
+    decoding and re-encoding it. The backend checks that it is exactly one JSON object
+    (anything else fails the whole enqueue with ``ValueError``) and reads its
+    ``event_id`` (a string, or none) itself. Like an ``OutgoingEvent``'s ``data``, the
+    object must already be typed and hashed: it is sent as it is.
+    """
+
+    key: BatchKey
+    data_json: str
+
+
+def event_fields(event: OutgoingEvent | EncodedEvent) -> tuple[str, str | None]:
+    """The stored text and ``event_id`` of ``event``, checked (the memory outbox's way).
+
+    Raises ``ValueError`` when an encoded event is not one JSON object (NaN and
+    Infinity included) and as :func:`encode_data` does for a dict.
+    """
+    if isinstance(event, EncodedEvent):
+        try:
+            value = json.loads(event.data_json, parse_constant=_no_constant)
+        except ValueError:
+            raise ValueError("an encoded event is not valid JSON") from None
+        if type(value) is not dict:
+            raise ValueError("an encoded event is not a JSON object")
+        event_id = value.get("event_id")
+        return event.data_json, event_id if isinstance(event_id, str) else None
+    return encode_data(event.data), event.event_id
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """The stored form of an event's ``data[]`` item: compact JSON, non-ASCII kept.
+
+    Exactly the text :func:`~cdp_tiktok.tiktok.payload.encode_event` embeds in a request.
+    Raises ``ValueError`` for NaN or infinite numbers and ``TypeError`` for values JSON
+    cannot hold, so a bad event fails at enqueue, never later at send time.
+    """
+    return _encode(data)
+
+
+_encode = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +158,15 @@ class Outbox(Protocol):
     ``now`` arguments default to the current time; tests pass a fake clock.
     """
 
-    def enqueue(self, events: Sequence[OutgoingEvent], *, now: float | None = None) -> list[int]:
+    def enqueue(
+        self, events: Sequence[OutgoingEvent | EncodedEvent], *, now: float | None = None
+    ) -> list[int]:
         """Store ``events`` as pending records in one transaction; return their ids.
 
         Durable on return: an acknowledged enqueue survives a crash of the process (and,
-        for SQLite, power loss: WAL with ``synchronous=FULL``).
+        for SQLite, power loss: WAL with ``synchronous=FULL``). All or nothing: an event
+        that is not JSON (a NaN, an object JSON cannot hold, an encoded event that is not
+        one JSON object) raises and nothing is stored.
         """
         ...
 

@@ -19,10 +19,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from cdp_tiktok.delivery.outbox import DeadLetter, OutboxRecord, OutboxStats
+from cdp_tiktok.delivery.outbox import (
+    DeadLetter,
+    EncodedEvent,
+    OutboxRecord,
+    OutboxStats,
+    event_fields,
+)
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 
 SCHEMA_VERSION = 1
@@ -73,11 +80,21 @@ _IDS = "id IN (SELECT value FROM json_each(:ids))"
 # touches any live record. The unary + keeps SQLite on the rowid lookup of the id list.
 _GUARD = {True: "+state = 'live' AND lease_owner = :worker", False: "+state = 'live'"}
 
+# One statement for both kinds of event. ?8 marks an encoded event: its text is checked
+# to be one JSON object (a row that fails is not inserted, and enqueue raises) and its
+# event_id is read from it, in SQLite's C JSON parser rather than in Python.
 _INSERT = f"""
 INSERT INTO outbox (state, {_KEY_COLUMNS}, event_id, data, enqueued_at, next_attempt_at,
                     ready_at)
-VALUES ('live', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+SELECT 'live', ?1, ?2, ?3, ?4,
+       CASE WHEN NOT ?8 THEN ?5
+            WHEN json_type(?6, '$.event_id') = 'text' THEN json_extract(?6, '$.event_id') END,
+       ?6, ?7, ?7, ?7
+WHERE CASE WHEN ?8 THEN CASE WHEN json_valid(?6) THEN json_type(?6) END = 'object' ELSE 1 END
 """
+# SQLite 3.42 to 3.44 accept JSON5 (NaN, comments, ...) in json_valid(); there, encoded
+# events are checked in Python instead.
+_SQL_CHECKS_JSON = not (3, 42, 0) <= sqlite3.sqlite_version_info < (3, 45, 0)
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -94,23 +111,54 @@ def _key(row: Sequence[Any], start: int) -> BatchKey:
     return BatchKey(row[start], row[start + 1], row[start + 2], row[start + 3])
 
 
-def _record(row: Sequence[Any]) -> OutboxRecord:
-    return OutboxRecord(
-        id=row[0],
-        key=_key(row, 1),
-        data=_decode(row[5]),
-        event_id=row[6],
-        attempts=row[7],
-        enqueued_at=float(row[8]),
-        history=_history(row[9]),
-    )
+def _records(rows: Sequence[Sequence[Any]]) -> list[OutboxRecord]:
+    """Records from claimed rows, in id order; equal batch keys share one object."""
+    keys: dict[tuple[Any, ...], BatchKey] = {}
+    records = []
+    for row in sorted(rows, key=itemgetter(0)):
+        marker = (row[1], row[2], row[3], row[4])
+        key = keys.get(marker)
+        if key is None:
+            key = keys[marker] = BatchKey(*marker)
+        records.append(
+            OutboxRecord(
+                row[0],
+                key,
+                row[5],
+                row[6],
+                row[7],
+                float(row[8]),
+                _history(row[9]),
+            )
+        )
+    return records
+
+
+def _insert_row(event: OutgoingEvent | EncodedEvent, at: float) -> tuple[Any, ...]:
+    key = event.key
+    head = (key.destination, key.event_source, key.event_source_id, key.test_event_code)
+    if isinstance(event, EncodedEvent) and _SQL_CHECKS_JSON:
+        return (*head, None, event.data_json, at, True)
+    data, event_id = event_fields(event)
+    return (*head, event_id, data, at, False)
+
+
+def _not_an_object(events: Sequence[OutgoingEvent | EncodedEvent]) -> str:
+    """Which encoded event failed SQLite's check (the rare path, so checked in Python)."""
+    for position, event in enumerate(events):
+        if isinstance(event, EncodedEvent):
+            try:
+                event_fields(event)
+            except ValueError as error:
+                return f"event {position} of the enqueue: {error}"
+    return "an encoded event is not one JSON object"
 
 
 def _dead_letter(row: Sequence[Any]) -> DeadLetter:
     return DeadLetter(
         id=row[0],
         key=_key(row, 1),
-        data=_decode(row[5]),
+        data_json=row[5],
         event_id=row[6],
         reason=row[7],
         history=_history(row[8]),
@@ -186,27 +234,23 @@ class SQLiteOutbox:
 
     # -- enqueue and claim ----------------------------------------------------------
 
-    def enqueue(self, events: Sequence[OutgoingEvent], *, now: float | None = None) -> list[int]:
-        """Store ``events`` as pending records in one durable transaction; return their ids."""
+    def enqueue(
+        self, events: Sequence[OutgoingEvent | EncodedEvent], *, now: float | None = None
+    ) -> list[int]:
+        """Store ``events`` as pending records in one durable transaction; return their ids.
+
+        All or nothing: an event that is not JSON raises ``ValueError`` (or ``TypeError``)
+        and nothing is stored.
+        """
         if not events:
             return []
         at = time.time() if now is None else now
-        rows = [
-            (
-                e.key.destination,
-                e.key.event_source,
-                e.key.event_source_id,
-                e.key.test_event_code,
-                e.event_id,
-                _compact(e.data),
-                at,
-                at,
-                at,
-            )
-            for e in events
-        ]
+        # Dicts are encoded before the transaction; encoded events are checked inside it.
+        rows = [_insert_row(e, at) for e in events]
         with self._write() as conn:
-            conn.executemany(_INSERT, rows)
+            inserted = conn.executemany(_INSERT, rows).rowcount
+            if inserted != len(rows):
+                raise ValueError(_not_an_object(events))  # rolls the transaction back
             last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         # AUTOINCREMENT under the write lock hands out consecutive ids.
         return list(range(last - len(rows) + 1, last + 1))
@@ -234,17 +278,24 @@ class SQLiteOutbox:
         if key is not None:
             where += f" AND {_KEY_MATCH}"
             params.update(_key_params(key))
-        sql = f"""
-            UPDATE outbox
-               SET ready_at = IIF(lease_owner IS NULL, next_attempt_at, ready_at),
-                   lease_owner = :worker, next_attempt_at = :until
-             WHERE id IN (SELECT id FROM outbox WHERE {where}
-                          ORDER BY next_attempt_at, id LIMIT :limit)
-            RETURNING {_RECORD_COLUMNS}
-        """
+        select = (
+            f"SELECT {_RECORD_COLUMNS} FROM outbox WHERE {where}"
+            " ORDER BY next_attempt_at, id LIMIT :limit"
+        )
+        # Select, then lease by id, inside one BEGIN IMMEDIATE transaction: no other
+        # writer runs in between, so this is as atomic as UPDATE ... RETURNING, and
+        # faster (RETURNING materializes every row before handing it back).
         with self._write() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return sorted((_record(row) for row in rows), key=lambda r: r.id)
+            rows = conn.execute(select, params).fetchall()
+            if rows:
+                params["ids"] = _compact([row[0] for row in rows])
+                conn.execute(
+                    "UPDATE outbox SET ready_at = IIF(lease_owner IS NULL, next_attempt_at,"
+                    " ready_at), lease_owner = :worker, next_attempt_at = :until"
+                    f" WHERE {_IDS}",
+                    params,
+                )
+        return _records(rows)
 
     def ready_keys(self, *, now: float | None = None) -> list[BatchKey]:
         """The distinct batch keys with claimable records, in a stable order."""

@@ -37,7 +37,7 @@ from cdp_tiktok.delivery.sender import (
 )
 from cdp_tiktok.events import BatchKey, Outcome
 from cdp_tiktok.settings import TikTokSettings
-from cdp_tiktok.tiktok.payload import ENDPOINT_PATH, encode_event
+from cdp_tiktok.tiktok.payload import ENDPOINT_PATH
 
 log = logging.getLogger(__name__)
 
@@ -162,15 +162,12 @@ class Deliverer:
 
 
 def _serialized(record: OutboxRecord) -> bytes:
-    """The record's event as request bytes, serialized at most once.
+    """The record's event as request bytes: the stored compact JSON, never re-encoded.
 
-    An outbox that exposes the compact JSON text it stores (``data_json``, the same bytes
-    as :func:`~cdp_tiktok.tiktok.payload.encode_event`) saves the re-serialization.
+    ``data_json`` is the text :func:`~cdp_tiktok.tiktok.payload.encode_event` produces,
+    so joining these bytes gives exactly the body ``encode_request`` would.
     """
-    stored = getattr(record, "data_json", None)
-    if isinstance(stored, str):
-        return stored.encode("utf-8")
-    return encode_event(record.data)
+    return record.data_json.encode("utf-8")
 
 
 class _Run:

@@ -144,7 +144,7 @@ class TrackApi:
         if reply is not None:
             store.count("rejected_requests")
             return reply
-        store.accept(parsed, parsed["data"], request_id)
+        store.accept(parsed, parsed["data"], request_id, body)
         return _tiktok(0, "OK", request_id)
 
     def _refusal(self, parsed: Any, request_id: str) -> Reply | None:

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cdp_tiktok.sandbox.api import Faults, Reply, TrackApi
-from cdp_tiktok.sandbox.state import EventStore, SandboxStats
+from cdp_tiktok.sandbox.state import DEFAULT_MEMORY_LIMIT, EventStore, SandboxStats
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
 from cdp_tiktok.tiktok.payload import ENDPOINT_PATH
 
@@ -140,9 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
 class SandboxServer:
     """A local TikTok Events API on ``host:port`` (port 0 picks a free one).
 
-    Answers like TikTok (HTTP 200 with a body ``code``), records accepted events in
-    memory (at most ``memory_limit``) and, with ``record_path``, appends them to a JSON
-    Lines file. Faults: ``throttle_rate``, ``error_rate`` and ``drop_rate`` are
+    Answers like TikTok (HTTP 200 with a body ``code``), keeps the newest
+    ``memory_limit`` accepted events in memory (0: none; counters and duplicate detection
+    always cover every event) and, with ``record_path``, appends every accepted event to
+    a JSON Lines file. Faults: ``throttle_rate``, ``error_rate`` and ``drop_rate`` are
     probabilities per request drawn from ``random.Random(seed)``; ``latency_ms`` delays
     every answer; any batch holding an event_id in ``poison`` fails with 40002.
     ``allowed_source_ids`` (``None`` = any) answers 40001 for other event_source_ids.
@@ -163,7 +164,7 @@ class SandboxServer:
         record_path: str | Path | None = None,
         seed: int | None = None,
         allowed_source_ids: Iterable[str] | None = None,
-        memory_limit: int = 1_000_000,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
         log: Callable[[str], None] | None = None,
     ) -> None:
         faults = Faults(throttle_rate, error_rate, drop_rate, latency_ms, frozenset(poison))

@@ -1,4 +1,10 @@
-"""What the sandbox remembers: counters, accepted events, seen de-duplication keys."""
+"""What the sandbox remembers: counters, accepted events, seen de-duplication keys.
+
+Accepted events are kept in memory as the request bodies they arrived in (bytes), not
+as decoded objects: a body is a few hundred bytes per event where the decoded dicts take
+several kilobytes, and a large live heap of small objects would make every garbage
+collection, and so every request, slower. :meth:`EventStore.events` decodes on demand.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ from pathlib import Path
 from typing import IO, Any
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+DEFAULT_MEMORY_LIMIT = 100_000
+"""Events the sandbox keeps in memory for ``/sandbox/events`` unless told otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +49,57 @@ class SandboxStats:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """One accepted request as kept in memory: its events are ``seq`` ``first`` onwards."""
+
+    first: int
+    count: int
+    received_at: float
+    request_id: str
+    event_source: str
+    event_source_id: str
+    test_event_code: str | None
+    body: bytes  # the request body as received; it passed validation
+    duplicates: frozenset[int]  # positions in data[] that were duplicates
+
+    def records(self, start: int) -> list[dict[str, Any]]:
+        """The records of this request's events with ``seq >= start``."""
+        data = json.loads(self.body)["data"]
+        return [
+            {
+                "seq": self.first + position,
+                "received_at": self.received_at,
+                "request_id": self.request_id,
+                "event_source": self.event_source,
+                "event_source_id": self.event_source_id,
+                "test_event_code": self.test_event_code,
+                "duplicate": position in self.duplicates,
+                "data": data[position],
+            }
+            for position in range(max(0, start - self.first), self.count)
+        ]
+
+
 class EventStore:
     """Thread-safe record of accepted events, in memory (bounded) and in a JSONL file.
 
     Each record is ``{"seq", "received_at", "request_id", "event_source",
     "event_source_id", "test_event_code", "duplicate", "data"}``; ``seq`` numbers every
-    accepted event from 0 and never restarts before :meth:`reset`.
+    accepted event from 0 and never restarts before :meth:`reset`. Memory holds the
+    newest ``memory_limit`` events at most (0: none); counters and de-duplication keys
+    cover every event whatever the limit.
     """
 
-    def __init__(self, record_path: Path | None = None, memory_limit: int = 1_000_000) -> None:
+    def __init__(
+        self, record_path: Path | None = None, memory_limit: int = DEFAULT_MEMORY_LIMIT
+    ) -> None:
+        if memory_limit < 0:
+            raise ValueError("memory_limit must not be negative")
         self.lock = threading.Lock()
         self._memory_limit = memory_limit
-        self._events: deque[dict[str, Any]] = deque(maxlen=memory_limit or None)
+        self._requests: deque[_Accepted] = deque()
+        self._kept_from = 0  # the lowest seq still held in memory
         self._next_seq = 0
         self._seen: set[tuple[str, str, str]] = set()
         self._counts: dict[str, int] = dict.fromkeys(SandboxStats().as_dict(), 0)
@@ -64,52 +112,90 @@ class EventStore:
         with self.lock:
             self._counts[name] += amount
 
-    def accept(self, envelope: Mapping[str, Any], data: Sequence[Any], request_id: str) -> int:
-        """Record one accepted request's events; returns how many were duplicates."""
-        source_id = envelope["event_source_id"]
+    def accept(
+        self,
+        envelope: Mapping[str, Any],
+        data: Sequence[Mapping[str, Any]],
+        request_id: str,
+        body: bytes,
+    ) -> int:
+        """Record one accepted request (``body`` parsed as ``envelope``, its ``data``
+        list); return how many of its events were duplicates."""
+        source_id: str = envelope["event_source_id"]
         now = time.time()
-        lines: list[str] = []
-        duplicates = 0
+        duplicates: list[int] = []
         with self.lock:
-            for item in data:
+            seen = self._seen
+            for position, item in enumerate(data):
                 event_id = item.get("event_id")
-                duplicate = False
-                if event_id is not None:
-                    key = (source_id, item["event"], event_id)
-                    duplicate = key in self._seen
-                    self._seen.add(key)
-                duplicates += duplicate
-                record = {
-                    "seq": self._next_seq,
-                    "received_at": now,
-                    "request_id": request_id,
-                    "event_source": envelope["event_source"],
-                    "event_source_id": source_id,
-                    "test_event_code": envelope.get("test_event_code"),
-                    "duplicate": duplicate,
-                    "data": item,
-                }
-                self._next_seq += 1
-                if self._memory_limit:
-                    self._events.append(record)
-                if self._file is not None:
-                    lines.append(_dumps(record))
+                if event_id is None:
+                    continue
+                key = (source_id, item["event"], event_id)
+                if key in seen:
+                    duplicates.append(position)
+                else:
+                    seen.add(key)
+            accepted = _Accepted(
+                first=self._next_seq,
+                count=len(data),
+                received_at=now,
+                request_id=request_id,
+                event_source=envelope["event_source"],
+                event_source_id=source_id,
+                test_event_code=envelope.get("test_event_code"),
+                body=body,
+                duplicates=frozenset(duplicates),
+            )
+            self._next_seq += len(data)
+            self._keep(accepted)
             self._counts["accepted_requests"] += 1
             self._counts["accepted_events"] += len(data)
-            self._counts["duplicates"] += duplicates
-            if self._file is not None and lines:
-                self._file.write("\n".join(lines) + "\n")
-                self._file.flush()
-        return duplicates
+            self._counts["duplicates"] += len(duplicates)
+            if self._file is not None:
+                self._write(accepted, data)
+        return len(duplicates)
+
+    def _keep(self, accepted: _Accepted) -> None:
+        if not self._memory_limit:
+            self._kept_from = self._next_seq
+            return
+        self._requests.append(accepted)
+        self._kept_from = max(self._kept_from, self._next_seq - self._memory_limit)
+        requests = self._requests
+        while requests and requests[0].first + requests[0].count <= self._kept_from:
+            requests.popleft()
+
+    def _write(self, accepted: _Accepted, data: Sequence[Mapping[str, Any]]) -> None:
+        assert self._file is not None
+        head = {
+            "received_at": accepted.received_at,
+            "request_id": accepted.request_id,
+            "event_source": accepted.event_source,
+            "event_source_id": accepted.event_source_id,
+            "test_event_code": accepted.test_event_code,
+        }
+        lines = [
+            _dumps(
+                {
+                    "seq": accepted.first + position,
+                    **head,
+                    "duplicate": position in accepted.duplicates,
+                    "data": item,
+                }
+            )
+            for position, item in enumerate(data)
+        ]
+        if lines:
+            self._file.write("\n".join(lines) + "\n")
+            self._file.flush()
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         """Records with ``seq >= since`` still held in memory, oldest first."""
+        start = max(since, 0)
         with self.lock:
-            if not self._events:
-                return []
-            first = self._events[0]["seq"]
-            start = max(0, since - first)
-            return [self._events[i] for i in range(start, len(self._events))]
+            start = max(start, self._kept_from)
+            wanted = [r for r in self._requests if r.first + r.count > start]
+        return [record for accepted in wanted for record in accepted.records(start)]
 
     def stats(self) -> SandboxStats:
         """A snapshot of the counters."""
@@ -119,7 +205,8 @@ class EventStore:
     def reset(self) -> None:
         """Forget events, de-duplication keys and counters (the record file is kept)."""
         with self.lock:
-            self._events.clear()
+            self._requests.clear()
+            self._kept_from = 0
             self._next_seq = 0
             self._seen.clear()
             self._counts = dict.fromkeys(self._counts, 0)
