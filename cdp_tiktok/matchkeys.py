@@ -182,7 +182,14 @@ def _user_agent(text: str) -> str:
     return text
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# Dotted-quad IPv4 without leading zeros: ipaddress would return it unchanged.
+_PLAIN_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def _ip(text: str) -> str:
+    if _PLAIN_IPV4.fullmatch(text):
+        return text
     if "%" in text:  # a link-local scope id means nothing outside the host
         raise _Invalid()
     try:

@@ -29,7 +29,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import Any, Final
 
@@ -44,6 +44,7 @@ __all__ = [
     "expand_batch",
     "format_timestamp",
     "is_batch",
+    "iso_utc_seconds",
     "parse_timestamp",
     "validate_message",
 ]
@@ -197,7 +198,69 @@ def format_timestamp(moment: datetime) -> str:
 
 def event_time(message: Mapping[str, Any]) -> int:
     """Whole Unix seconds of a validated message's ``timestamp`` (rounded down)."""
-    return math.floor(parse_timestamp(message["timestamp"]))
+    value = message["timestamp"]
+    # With at most millisecond digits the fast path equals the float route exactly.
+    if value.__class__ is str and len(value) <= 24:
+        seconds = iso_utc_seconds(value)
+        if seconds is not None:
+            return seconds
+    return math.floor(parse_timestamp(value))
+
+
+# "YYYY-MM-DDTHH:MM" -> Unix seconds of that minute (UTC). A stream's timestamps share
+# few minutes, so most texts cost one slice and two dictionary reads; bounded.
+_MINUTE_SECONDS: dict[str, int] = {}
+_MINUTE_CACHE_SIZE: Final = 4096
+_MINUTE: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})")
+_SECOND_TAIL: Final = re.compile(r":[0-5][0-9](?:\.[0-9]{1,9})?Z")
+_SECONDS: Final = {f"{n:02d}": n for n in range(60)}
+_MILLIS: Final = frozenset(f"{n:03d}" for n in range(1000))
+_ORDINAL_1970: Final = 719_163  # date(1970, 1, 1).toordinal()
+
+
+def _minute_seconds(text: str) -> int | None:
+    """Unix seconds of the minute ``text[:16]`` names, or ``None`` (not the form, not a
+    real date and time, or before 1970)."""
+    found = _MINUTE.fullmatch(text, 0, 16)
+    if found is None:
+        return None
+    year, month, day, hour, minute = (int(part) for part in found.groups())
+    if hour > 23 or minute > 59:
+        return None
+    try:
+        days = date(year, month, day).toordinal() - _ORDINAL_1970
+    except ValueError:
+        return None
+    if days < 0:
+        return None
+    seconds = days * 86_400 + hour * 3600 + minute * 60
+    if len(_MINUTE_SECONDS) >= _MINUTE_CACHE_SIZE:
+        _MINUTE_SECONDS.clear()
+    _MINUTE_SECONDS[text[:16]] = seconds
+    return seconds
+
+
+def iso_utc_seconds(text: str) -> int | None:
+    """Whole Unix seconds (fraction dropped) of ``YYYY-MM-DDTHH:MM:SS[.f]Z`` with ASCII
+    digits, 1 to 9 fraction digits and a real date and time from 1970 on; ``None`` for
+    any other text (callers then use :func:`parse_timestamp`).
+
+    Equal to ``datetime.fromisoformat(text[:19])`` taken as UTC, without building a
+    datetime (``tests/test_fastpaths_timestamps.py`` checks it).
+    """
+    base = _MINUTE_SECONDS.get(text[:16])
+    if base is None:
+        base = _minute_seconds(text)
+        if base is None:
+            return None
+    second = _SECONDS.get(text[17:19])
+    if second is None:
+        return None
+    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[20:23] in _MILLIS:
+        if text[16] == ":":
+            return base + second
+        return None
+    return base + second if _SECOND_TAIL.fullmatch(text, 16) else None
 
 
 # --------------------------------------------------------------------------- fast path
@@ -407,10 +470,12 @@ def _schema_errors(validator: Draft202012Validator, instance: object) -> list[Fi
     return sorted(found)
 
 
-def _time_errors(message: Mapping[str, Any], times: dict[str, datetime]) -> list[FieldError]:
-    """Parse the timestamp fields into ``times``; errors for the unparsable ones."""
+def _time_errors(
+    message: Mapping[str, Any], times: dict[str, datetime], fields: tuple[str, ...] = _TIME_FIELDS
+) -> list[FieldError]:
+    """Parse the timestamp ``fields`` into ``times``; errors for the unparsable ones."""
     errors = []
-    for field in _TIME_FIELDS:
+    for field in fields:
         value = message.get(field)
         if value is None or not (isinstance(value, str) or _is_number(value)):
             continue  # absent, or a type error the schema reports
@@ -483,7 +548,10 @@ def validate_message(
         message["type"] = default_type
     errors = [] if _fast_valid(message) else _schema_errors(_VALIDATOR, message)
     times: dict[str, datetime] = {}
-    errors.extend(_time_errors(message, times))
+    stamp = message.get("timestamp")
+    # Already in the output form (what Segment's libraries send): kept as is, unparsed.
+    canonical = stamp.__class__ is str and len(stamp) == 24 and iso_utc_seconds(stamp) is not None
+    errors.extend(_time_errors(message, times, _TIME_FIELDS[1:] if canonical else _TIME_FIELDS))
     if errors:
         raise MessageError(sorted(set(errors)), line=line, source=source)
 
@@ -495,7 +563,8 @@ def validate_message(
             message[key] = _id_string(value)
     if "messageId" not in message:
         message["messageId"] = _derived_message_id(message)
-    message["timestamp"] = format_timestamp(_event_moment(times))
+    if not canonical:
+        message["timestamp"] = format_timestamp(_event_moment(times))
     return message
 
 

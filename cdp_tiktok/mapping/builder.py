@@ -177,13 +177,17 @@ class SpecCompiler:
             coerce = coercer_for(item_target) if node.leaf is not None else None
             items.append((node, coerce))
         label = f"{self.label}: {target}"
-        entries = tuple(items)
+        entries = tuple((node.leaf, node.build, coerce) for node, coerce in items)
 
         def build(scope: Mapping[str, Any], warnings: list[str]) -> Any:
             out = []
-            for node, coerce in entries:
+            for leaf, item_build, coerce in entries:
                 try:
-                    value = node.run(scope, warnings)
+                    if leaf is not None:
+                        value = leaf(scope)
+                    else:
+                        assert item_build is not None
+                        value = item_build(scope, warnings)
                     if not present(value):
                         continue
                     if coerce is not None:

@@ -15,9 +15,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cdp_tiktok.mapping.coerce import CoerceError
+from cdp_tiktok.mapping.coerce import (
+    MAX_STRING,
+    CoerceError,
+    json_value,
+    to_currency,
+    to_integer,
+    to_number,
+    to_string,
+)
 from cdp_tiktok.mapping.compiler import EvalError
-from cdp_tiktok.mapping.filters import ABSENT
+from cdp_tiktok.mapping.filters import ABSENT, f_query_param
 
 PathSpec = tuple[str, tuple[str | int, ...]]
 
@@ -26,6 +34,23 @@ _PRESENT = (
     "({v} is not None and ({v} or ({v}.__class__ is not str and {v}.__class__ is not list "
     "and {v}.__class__ is not dict and {v} is not ABSENT)))"
 )
+
+# Values a coercer returns unchanged (the same object), tested inline so the common case
+# costs no call; any other value goes to the coercer, which decides.
+_UNCHANGED: dict[Callable[[Any], Any], str] = {
+    to_string: f"({{v}}.__class__ is str and len({{v}}) <= {MAX_STRING})",
+    # x - x == 0.0 holds for every finite float and for no infinity or NaN
+    to_number: "({v}.__class__ is int or ({v}.__class__ is float and {v} - {v} == 0.0))",
+    to_integer: "{v}.__class__ is int",
+    to_currency: (
+        "({v}.__class__ is str and len({v}) == 3 and {v}.isascii() and {v}.isalpha() "
+        "and {v}.isupper())"
+    ),
+    json_value: (
+        f"(({{v}}.__class__ is str and len({{v}}) <= {MAX_STRING}) or {{v}}.__class__ is int "
+        "or {v}.__class__ is bool or ({v}.__class__ is float and {v} - {v} == 0.0))"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +90,9 @@ class _Writer:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.prefixes: dict[tuple[str | int, ...], str] = {}
+        self.objects: set[tuple[str | int, ...]] = set()
         self.namespace: dict[str, Any] = {
+            "EMPTY": {},  # only ever read
             "ABSENT": ABSENT,
             "EvalError": EvalError,
             "CoerceError": CoerceError,
@@ -83,8 +110,12 @@ class _Writer:
 
     def hoist(self, leaves: list[Leaf]) -> None:
         """Read every path prefix shared by two or more paths once, into a local,
-        at the top of the function (reads are pure, so order does not matter)."""
+        at the top of the function (reads are pure, so order does not matter).
+
+        A prefix only ever followed by object keys is stored as the object itself or
+        an empty one, so each read below it is a single ``.get``."""
         counts: dict[tuple[str | int, ...], int] = {}
+        indexed: set[tuple[str | int, ...]] = set()
         stack = list(leaves)
         while stack:
             leaf = stack.pop()
@@ -95,9 +126,14 @@ class _Writer:
                 full = (leaf.path[0], *leaf.path[1])
                 for end in range(1, len(full)):
                     counts[full[:end]] = counts.get(full[:end], 0) + 1
+                    if not isinstance(full[end], str):
+                        indexed.add(full[:end])
         for prefix in sorted(p for p, n in counts.items() if n > 1):
             var = f"p{len(self.prefixes)}"
             self._walk(prefix, var, 1)
+            if prefix not in indexed:
+                self.emit(1, f"{var} = {var} if {var}.__class__ is dict else EMPTY")
+                self.objects.add(prefix)
             self.prefixes[prefix] = var
 
     def _walk(self, full: tuple[str | int, ...], var: str, indent: int) -> None:
@@ -105,8 +141,12 @@ class _Writer:
         for end in range(len(full) - 1, 0, -1):
             known = self.prefixes.get(full[:end])
             if known is not None:
-                self.emit(indent, f"{var} = {known}")
-                start = end
+                if full[:end] in self.objects:  # an object (maybe empty): one read
+                    self.emit(indent, f"{var} = {known}.get({full[end]!r})")
+                    start = end + 1
+                else:
+                    self.emit(indent, f"{var} = {known}")
+                    start = end
                 break
         else:
             self.emit(indent, f"{var} = scope.get({full[0]!r})")
@@ -130,11 +170,16 @@ class _Writer:
         if leaf.filtered is not None:
             step = leaf.filtered
             self.read(step.inner, var, indent)
-            call = f"{self.name(step.function, 'f')}({var}, *{self.name(step.args, 'a')})"
+            args = self.name(step.args, "a")
+            call = f"{self.name(step.function, 'f')}({var}, *{args})"
             if step.absent_aware:
                 self.emit(indent, f"{var} = {call}")
-            else:
-                self.emit(indent, f"{var} = {call} if {_PRESENT.format(v=var)} else ABSENT")
+                return
+            condition = _PRESENT.format(v=var)
+            if step.function is f_query_param and step.args and isinstance(step.args[0], str):
+                # f_query_param gives ABSENT for a text not containing the name: no call
+                condition = f"{condition} and ({var}.__class__ is not str or {args}[0] in {var})"
+            self.emit(indent, f"{var} = {call} if {condition} else ABSENT")
         elif leaf.function is not None:
             self.emit(indent, f"{var} = {self.name(leaf.function, 'f')}(scope)")
         elif leaf.alternatives:
@@ -155,13 +200,23 @@ class _Writer:
         return self.namespace[name]
 
 
+def _straight(leaf: Leaf) -> bool:
+    """Whether reading ``leaf`` inline (:meth:`_Writer.read`) gives exactly what
+    :func:`value_function` promises: true unless an alternative that may raise is
+    followed by other alternatives (those must be tried after the error)."""
+    if leaf.is_pure or not leaf.alternatives:
+        return True
+    *head, last = leaf.alternatives
+    return all(option.is_pure for option in head) and _straight(last)
+
+
 def value_function(leaf: Leaf) -> Callable[[Mapping[str, Any]], Any]:
     """One function computing ``leaf`` (first present alternative; ABSENT when none).
 
     An opaque alternative that raises ``EvalError`` is skipped; when no alternative is
     present, the first such error is raised.
     """
-    if leaf.is_pure or not leaf.alternatives:
+    if _straight(leaf):
         w = _Writer()
         w.emit(0, "def value(scope):")
         w.hoist([leaf])
@@ -206,19 +261,25 @@ def object_builder(fields: Sequence[Field]) -> Callable[[Mapping[str, Any], list
     dropped``; an empty object is ABSENT."""
     w = _Writer()
     w.emit(0, "def build(scope, warnings):")
-    w.hoist([f.leaf for f in fields if f.leaf is not None and f.leaf.is_pure])
+    w.hoist([f.leaf for f in fields if f.leaf is not None])  # reading a path never raises
     w.emit(1, "out = {}")
     for field in fields:
         label = w.name(field.label, "l")
         coerce = w.name(field.coerce, "k") if field.coerce is not None else None
-        store = f"out[{field.key!r}] = {coerce}(v)" if coerce else f"out[{field.key!r}] = v"
+        if coerce is None:
+            store = f"out[{field.key!r}] = v"
+        elif field.coerce in _UNCHANGED:
+            unchanged = _UNCHANGED[field.coerce].format(v="v")
+            store = f"out[{field.key!r}] = v if {unchanged} else {coerce}(v)"
+        else:
+            store = f"out[{field.key!r}] = {coerce}(v)"
         guarded = field.leaf is None or not field.leaf.is_pure or coerce is not None
         indent = 1
         if guarded:
             w.emit(1, "try:")
             indent = 2
         if field.leaf is not None:
-            if field.leaf.is_pure or not field.leaf.alternatives:
+            if _straight(field.leaf):
                 w.read(field.leaf, "v", indent)
             else:
                 w.emit(indent, f"v = {w.name(value_function(field.leaf), 'f')}(scope)")

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Final
+
+from cdp_tiktok.messages import iso_utc_seconds, parse_timestamp
 
 MAX_STRING: Final = 4096
 MAX_ITEMS: Final = 1000
@@ -135,29 +136,25 @@ def to_boolean(value: Any) -> bool:
     raise CoerceError(f"a {_kind(value)} is not a boolean")
 
 
-def _parse_timestamp(value: Any) -> float:
-    from cdp_tiktok.messages import parse_timestamp
-
-    return parse_timestamp(value)
-
-
-_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z")
-
-
 def to_unix_seconds(value: Any) -> int:
-    """Integer Unix seconds (UTC) from an ISO-8601 text or epoch seconds/milliseconds."""
-    if value.__class__ is str and _ISO_UTC.fullmatch(value):
-        # The form validated messages carry; the general parser handles the rest.
-        return math.floor(datetime.fromisoformat(value[:19]).replace(tzinfo=UTC).timestamp())
+    """Integer Unix seconds (UTC) from an ISO-8601 text or epoch seconds/milliseconds.
+
+    Times before 1970 and texts that are no time are refused.
+    """
+    if value.__class__ is str:
+        # The form validated messages carry: no datetime is built (see iso_utc_seconds).
+        seconds = iso_utc_seconds(value)
+        if seconds is not None:
+            return seconds
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise CoerceError(f"a {_kind(value)} is not a time")
     try:
-        seconds = _parse_timestamp(value)
+        seconds_float = parse_timestamp(value)
     except (ValueError, TypeError, OverflowError):
         raise CoerceError("not an ISO-8601 time or an epoch number") from None
-    if not math.isfinite(seconds) or seconds < 0:
+    if not math.isfinite(seconds_float) or seconds_float < 0:
         raise CoerceError("a time before 1970 or not finite")
-    return math.floor(seconds)
+    return math.floor(seconds_float)
 
 
 def to_string_list(value: Any) -> list[str]:

@@ -212,27 +212,35 @@ class MappingEnvironment(ImmutableSandboxedEnvironment):
         """Arithmetic on numbers only (``+`` also joins two texts or two lists)."""
         if isinstance(left, Undefined) or isinstance(right, Undefined):
             raise UndefinedError("missing value")
-        if operator == "+" and isinstance(left, str) and isinstance(right, str):
-            if len(left) + len(right) > MAX_STRING:
-                _fail(f"text longer than {MAX_STRING} characters")
-            return left + right
-        if operator == "+" and isinstance(left, list) and isinstance(right, list):
-            if len(left) + len(right) > MAX_ITEMS:
-                _fail(f"list longer than {MAX_ITEMS} items")
-            return left + right
-        if not (_is_number(left) and _is_number(right)):
-            _fail(f"cannot apply {operator} to {_kind(left)} and {_kind(right)}")
-        if operator == "**" and (abs(right) > 64 or abs(left) > 1e12):
-            _fail("exponent or base too large")
-        try:
-            result = _BINOPS[operator](left, right)
-        except ZeroDivisionError:
-            _fail("division by zero")
-        except OverflowError:
-            _fail("number too large")
-        if isinstance(result, float) and not math.isfinite(result):
-            _fail("result is not a finite number")
-        return result
+        return arithmetic(operator, left, right)
+
+
+def arithmetic(operator: str, left: Any, right: Any) -> Any:
+    """``left <operator> right`` as the mapping language defines it, for present
+    operands: numbers only, except ``+`` joining two texts or two lists within the
+    caps. Raises :class:`EvalError` (never naming a value) otherwise. Both the Jinja
+    route (:meth:`MappingEnvironment.call_binop`) and the direct route use it."""
+    if operator == "+" and isinstance(left, str) and isinstance(right, str):
+        if len(left) + len(right) > MAX_STRING:
+            _fail(f"text longer than {MAX_STRING} characters")
+        return left + right
+    if operator == "+" and isinstance(left, list) and isinstance(right, list):
+        if len(left) + len(right) > MAX_ITEMS:
+            _fail(f"list longer than {MAX_ITEMS} items")
+        return left + right
+    if not (_is_number(left) and _is_number(right)):
+        _fail(f"cannot apply {operator} to {_kind(left)} and {_kind(right)}")
+    if operator == "**" and (abs(right) > 64 or abs(left) > 1e12):
+        _fail("exponent or base too large")
+    try:
+        result = _BINOPS[operator](left, right)
+    except ZeroDivisionError:
+        _fail("division by zero")
+    except OverflowError:
+        _fail("number too large")
+    if isinstance(result, float) and not math.isfinite(result):
+        _fail("result is not a finite number")
+    return result
 
 
 _BINOPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
@@ -430,10 +438,20 @@ class Compiler:
     # --- compilation ---------------------------------------------------------------
 
     def compile_node(self, expr: nodes.Expr) -> Value:
-        """Compile a checked expression AST: a direct reader when possible, else Jinja."""
+        """Compile a checked expression AST: a direct reader when possible, else Jinja.
+
+        Both routes give the same value or raise the same :class:`EvalError`
+        (``tests/test_fastpaths_mapping.py`` compares them)."""
         fast = self._fast(expr)
         if fast is not None:
             return fast
+        inner = self._fast_arithmetic(expr)
+        if inner is not None:
+            return _arithmetic_value(inner)
+        return self.compile_jinja(expr)
+
+    def compile_jinja(self, expr: nodes.Expr) -> Value:
+        """Compile a checked expression AST with Jinja only (the reference route)."""
         expr = _TypedComparisons().visit(expr)
         body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
         template = self.env.from_string(nodes.Template(body, lineno=1))
@@ -515,6 +533,48 @@ class Compiler:
             value.filter_spec = (inner, function, args, expr.name in ABSENT_AWARE, pure)  # type: ignore[attr-defined]
             return value
         return None
+
+    def _fast_arithmetic(self, expr: nodes.Expr) -> Value | None:
+        """``a <op> b`` over direct values (nested arithmetic allowed), or ``None``.
+
+        The returned function raises :class:`_MissingOperand` where Jinja would raise
+        ``UndefinedError`` (a missing operand ends the whole expression); only the
+        outermost wrapper (:func:`_arithmetic_value`) turns it into :data:`ABSENT`.
+        """
+        if not isinstance(expr, nodes.BinExpr) or expr.operator not in _BINOPS:
+            return None
+        left = self._fast(expr.left) or self._fast_arithmetic(expr.left)
+        right = self._fast(expr.right) or self._fast_arithmetic(expr.right)
+        if left is None or right is None:
+            return None
+        return _binop(expr.operator, left, right)
+
+
+class _MissingOperand(Exception):
+    """An arithmetic operand is missing: the whole expression is absent."""
+
+
+def _binop(operator: str, left: Value, right: Value) -> Value:
+    def run(scope: Mapping[str, Any]) -> Any:
+        a = left(scope)  # Jinja evaluates both operands, left first, before the operator
+        b = right(scope)
+        if a is ABSENT or b is ABSENT:
+            raise _MissingOperand
+        return arithmetic(operator, a, b)
+
+    return run
+
+
+def _arithmetic_value(inner: Value) -> Value:
+    def run(scope: Mapping[str, Any]) -> Any:
+        try:
+            return inner(scope)
+        except _MissingOperand:
+            return ABSENT
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise EvalError(f"{type(exc).__name__} while evaluating") from None
+
+    return run
 
 
 def _read(data: Any, keys: tuple[str | int, ...]) -> Any:

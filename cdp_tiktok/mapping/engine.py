@@ -24,6 +24,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
 from cdp_tiktok.events import BatchKey, MapResult, OutgoingEvent
+from cdp_tiktok.identity import enrich_user
 from cdp_tiktok.mapping.builder import Node, SpecCompiler, describe_node
 from cdp_tiktok.mapping.codegen import Field, object_builder
 from cdp_tiktok.mapping.coerce import REQUIRED_BY_SOURCE, applies, coercer_for
@@ -82,9 +83,10 @@ class Derive:
                 if ids:
                     properties["content_ids"] = ids
             if self.num_items and "num_items" not in properties:
-                properties["num_items"] = sum(
-                    c.get("quantity", 1) if isinstance(c, dict) else 1 for c in contents
-                )
+                total = 0
+                for item in contents:
+                    total += item.get("quantity", 1) if isinstance(item, dict) else 1
+                properties["num_items"] = total
         if self.currency and "value" in properties and "currency" not in properties:
             properties["currency"] = self.currency
 
@@ -183,24 +185,30 @@ class MappingSet:
         external_id) fills those keys; keys on the event win. With ``explain``, the
         result says for every rule why it fired or not.
         """
-        result = MapResult()
-        warnings = result.warnings
+        events: list[OutgoingEvent] = []
+        warnings: list[str] = []
+        result = MapResult(events, warnings, [], {})
         message_type = message.get("type")
         event = message.get("event")
         if not isinstance(event, str):
             event = None
         for rule_file in self.files:
-            candidates = rule_file.candidates(message_type, event)
+            candidates = rule_file._candidates.get((message_type, event))
+            if candidates is None:
+                candidates = rule_file.candidates(message_type, event)
+            if not candidates and not explain:
+                continue
             if explain:
                 self._explain_index(rule_file, candidates, result)
             fired: Rule | None = None
             for rule in candidates:
                 if fired is not None:
-                    if explain:
-                        result.explain.append(
-                            f"rule {rule.name!r} ({rule.where}): not evaluated "
-                            f"(match: first, rule {fired.name!r} fired)"
-                        )
+                    if not explain:
+                        break
+                    result.explain.append(
+                        f"rule {rule.name!r} ({rule.where}): not evaluated "
+                        f"(match: first, rule {fired.name!r} fired)"
+                    )
                     continue
                 if rule.trigger.rest is not None:
                     try:
@@ -218,16 +226,16 @@ class MappingSet:
                 data = self._build(rule, message, result)
                 if data is None:
                     continue
-                result.events.append(OutgoingEvent(self.key, data, rule.name))
+                events.append(OutgoingEvent(self.key, data, rule.name))
                 if explain:
                     result.explain.append(
                         f"rule {rule.name!r} ({rule.where}): fired -> {data['event']}"
                     )
                 if rule_file.first:
                     fired = rule
-        if stored_keys is not None and result.events:
+        if stored_keys is not None and events:
             self._enrich(result, stored_keys, explain)
-        if explain and not result.events:
+        if explain and not events:
             result.explain.append("no TikTok event: no rule fired")
         return result
 
@@ -277,32 +285,35 @@ class MappingSet:
         self, rule: Rule, message: Mapping[str, Any], result: MapResult
     ) -> dict[str, Any] | None:
         warnings = result.warnings
-        name = self._event_name(rule, message, warnings)
+        name = rule.event
         if name is None:
-            return None
+            name = self._event_name(rule, message, warnings)
+            if name is None:
+                return None
         data: dict[str, Any] = {"event": name}
         built = rule.build(message, warnings)
         if built is not ABSENT:
             data.update(built)
-        raw_user = data.get("user")
-        if raw_user is not None:
-            keys = self.normalizer.normalize_user(raw_user)
-            if keys.dropped:
-                dropped = result.dropped_keys
-                for reason, count in keys.dropped.items():
-                    dropped[reason] = dropped.get(reason, 0) + count
-            if keys.user:
-                data["user"] = keys.user
-            else:
-                del data["user"]
-        properties = data.get("properties")
-        if properties is not None:
-            rule.derive.apply(properties)
+            raw_user = built.get("user")
+            if raw_user is not None:
+                keys = self.normalizer.normalize_user(raw_user)
+                if keys.dropped:
+                    dropped = result.dropped_keys
+                    for reason, count in keys.dropped.items():
+                        dropped[reason] = dropped.get(reason, 0) + count
+                if keys.user:
+                    data["user"] = keys.user
+                else:
+                    del data["user"]
+            properties = built.get("properties")
+            if properties is not None:
+                rule.derive.apply(properties)
         if "event_time" not in data:
             warnings.append(f"rule {rule.name}: event_time is missing; no event sent")
             return None
-        if self._required is not None:
-            holder, key = self._required
+        required = self._required
+        if required is not None:
+            holder, key = required
             if key not in data.get(holder, ()):
                 warnings.append(
                     f"rule {rule.name}: {self.settings.event_source} events need "
@@ -317,32 +328,32 @@ class MappingSet:
         stored_keys: StoredKeys | Callable[[], StoredKeys],
         explain: bool,
     ) -> None:
-        from cdp_tiktok.identity import enrich_user
-
-        missing = [
-            e
-            for e in result.events
-            if not all(k in e.data.get("user", ()) for k in ("email", "phone", "external_id"))
-        ]
+        events = result.events
+        missing = [index for index, event in enumerate(events) if _lacks_stored(event.data)]
         if not missing:
             return
         stored = stored_keys() if callable(stored_keys) else stored_keys
         if not stored:
             return
-        for index, event in enumerate(result.events):
-            if event not in missing:
-                continue
+        for index in missing:
+            event = events[index]
             user, filled = enrich_user(
                 event.data.get("user", {}), {k: list(v) for k, v in stored.items()}
             )
             if not filled:
                 continue
             data = _with_user(event.data, user)
-            result.events[index] = dataclasses.replace(event, data=data)
+            events[index] = dataclasses.replace(event, data=data)
             if explain:
                 result.explain.append(
                     f"rule {event.rule!r}: {', '.join(filled)} filled from the identity store"
                 )
+
+
+def _lacks_stored(data: Mapping[str, Any]) -> bool:
+    """Whether the event lacks one of the keys the identity store can fill."""
+    user = data.get("user")
+    return user is None or "email" not in user or "phone" not in user or "external_id" not in user
 
 
 def _with_user(data: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
