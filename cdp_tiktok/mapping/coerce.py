@@ -42,20 +42,23 @@ class CoerceError(ValueError):
         self.reason = reason
 
 
-def _kind(value: Any) -> str:
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "boolean"),  # before int: a bool is an int in Python
+    ((int, float), "number"),
+    (str, "text"),
+    ((list, tuple), "list"),
+    (dict, "object"),
+)
+
+
+def value_kind(value: Any) -> str:
+    """The mapping language's word for a value's type, for messages (never the value)."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list | tuple):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    for types, name in _KINDS:
+        if isinstance(value, types):
+            return name
+    return "value"
 
 
 def to_string(value: Any) -> str:
@@ -68,7 +71,7 @@ def to_string(value: Any) -> str:
             raise CoerceError(f"text longer than {MAX_STRING} characters")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CoerceError(f"a {_kind(value)} is not text")
+        raise CoerceError(f"a {value_kind(value)} is not text")
     if isinstance(value, int):
         return str(value)
     if not math.isfinite(value):
@@ -98,7 +101,7 @@ def to_number(value: Any) -> int | float:
             if math.isfinite(number):
                 return number
         raise CoerceError("text that is not a plain decimal number")
-    raise CoerceError(f"a {_kind(value)} is not a number")
+    raise CoerceError(f"a {value_kind(value)} is not a number")
 
 
 def to_integer(value: Any) -> int:
@@ -114,7 +117,7 @@ def to_integer(value: Any) -> int:
 def to_currency(value: Any) -> str:
     """An upper-case three-letter ISO 4217 code (``" usd "`` -> ``"USD"``)."""
     if not isinstance(value, str):
-        raise CoerceError(f"a {_kind(value)} is not a currency code")
+        raise CoerceError(f"a {value_kind(value)} is not a currency code")
     text = value.strip()
     if not _CURRENCY.fullmatch(text):
         raise CoerceError("text that is not a three-letter currency code")
@@ -133,7 +136,7 @@ def to_boolean(value: Any) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise CoerceError(f"a {_kind(value)} is not a boolean")
+    raise CoerceError(f"a {value_kind(value)} is not a boolean")
 
 
 def to_unix_seconds(value: Any) -> int:
@@ -147,7 +150,7 @@ def to_unix_seconds(value: Any) -> int:
         if seconds is not None:
             return seconds
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise CoerceError(f"a {_kind(value)} is not a time")
+        raise CoerceError(f"a {value_kind(value)} is not a time")
     try:
         seconds_float = parse_timestamp(value)
     except (ValueError, TypeError, OverflowError):
@@ -193,7 +196,7 @@ def json_value(value: Any, depth: int = 0) -> Any:
         return [json_value(item, depth + 1) for item in value[:MAX_ITEMS]]
     if isinstance(value, dict):
         return {str(k): json_value(v, depth + 1) for k, v in value.items()}
-    raise CoerceError(f"a {_kind(value)} is not a JSON value")
+    raise CoerceError(f"a {value_kind(value)} is not a JSON value")
 
 
 COERCERS: Final[dict[str, Callable[[Any], Any]]] = {

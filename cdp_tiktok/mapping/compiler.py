@@ -34,7 +34,7 @@ from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from cdp_tiktok.mapping.coerce import MAX_ITEMS, MAX_STRING
+from cdp_tiktok.mapping.coerce import MAX_ITEMS, MAX_STRING, value_kind
 from cdp_tiktok.mapping.filters import (
     ABSENT,
     ABSENT_AWARE,
@@ -100,19 +100,7 @@ class _Missing(Undefined):
 def _kind(value: Any) -> str:
     if isinstance(value, Undefined) or value is ABSENT:
         return "missing"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list | tuple):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return "value"
+    return value_kind(value)
 
 
 def _is_number(value: Any) -> bool:
