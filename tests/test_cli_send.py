@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,3 +172,54 @@ def test_server_side_web_event_needs_a_page_url_and_default_page_url_supplies_it
     sent = runner.invoke(main, ["send", str(source), "--sandbox", "--outbox", "sqlite:///o2.db"])
     assert sent.exit_code == 0, sent.output
     assert _row(sent.stdout, "delivered") == "1"
+
+
+def test_a_live_stream_on_stdin_is_delivered_before_the_input_ends(tmp_path: Path) -> None:
+    mapped = {"Product Viewed", "Product Added", "Checkout Started", "Order Completed"}
+    messages = [m for m in _messages() if m.get("event") in mapped and "integrations" not in m]
+    first, rest = messages[:20], messages[20:30]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_TIKTOK_")}
+    with SandboxServer() as sandbox, (tmp_path / "stderr.txt").open("wb") as errors:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cdp_tiktok",
+                "send",
+                "-",
+                "--endpoint",
+                sandbox.url,
+                "--access-token",
+                SANDBOX_ACCESS_TOKEN,
+                "--pixel-code",
+                PIXEL,
+                "--outbox",
+                "sqlite:///live.db",
+                "--identity",
+                "memory://",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert process.stdin is not None
+        try:
+            for message in first:
+                process.stdin.write(json.dumps(message).encode() + b"\n")
+            process.stdin.flush()
+            deadline = time.monotonic() + 30
+            while sandbox.stats().accepted_events < len(first) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # the input is still open: these were sent while the stream goes on
+            assert sandbox.stats().accepted_events == len(first)
+            assert process.poll() is None
+            for message in rest:
+                process.stdin.write(json.dumps(message).encode() + b"\n")
+        finally:
+            process.stdin.close()
+        process.wait(timeout=60)
+        recorded = {e["data"]["event_id"] for e in sandbox.events()}
+    assert process.returncode == 0, (tmp_path / "stderr.txt").read_text()
+    assert recorded == {m["messageId"] for m in first + rest}

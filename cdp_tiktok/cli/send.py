@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import select
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import IO, Any
+from typing import Any
 
 import click
 from rich.console import Console
@@ -20,6 +22,9 @@ from cdp_tiktok.events import MapResult, OutgoingEvent
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE, Secret, TikTokSettings
 
 ENQUEUE_CHUNK = 1000
+ENQUEUE_LINGER = 0.2
+"""Seconds after which mapped events are enqueued even if fewer than ENQUEUE_CHUNK."""
+PROGRESS_EVERY = 500
 DELIVERABLE = frozenset({"TikTok"})
 """Destinations ``send`` has delivery settings for (the built-in TikTok destination)."""
 SANDBOX_OUTBOX = "sqlite:///cdp_tiktok_sandbox_outbox.db"
@@ -85,9 +90,37 @@ class IntakeSummary:
             self.old_events += 1
 
 
-def _open_input(path: str) -> tuple[IO[bytes], str]:
+class _Available:
+    """Reads what a pipe has now (``read1``) instead of waiting for a full chunk, so
+    messages of a live stream are mapped as they arrive; before it would wait for more
+    input it calls ``on_idle`` (the caller enqueues what it has mapped so far)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.on_idle: Callable[[], None] | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, blocking only while nothing at all is available."""
+        if not size:
+            return b""
+        if self.on_idle is not None and not self._ready():
+            self.on_idle()
+        data: bytes = self._raw.read1(size)
+        return data
+
+    def _ready(self) -> bool:
+        try:
+            return bool(select.select([self._raw], [], [], 0)[0])
+        except (OSError, ValueError):  # not selectable: assume data may be waiting
+            return True
+
+    def close(self) -> None:
+        """Nothing to close: standard input belongs to the process."""
+
+
+def _open_input(path: str) -> tuple[Any, str]:
     if path == "-":
-        return sys.stdin.buffer, "<stdin>"
+        return _Available(sys.stdin.buffer), "<stdin>"
     try:
         return open(path, "rb"), path
     except OSError as exc:
@@ -95,7 +128,7 @@ def _open_input(path: str) -> tuple[IO[bytes], str]:
 
 
 def _map_into_outbox(
-    stream: IO[bytes],
+    stream: Any,
     source: str,
     host: Any,
     outbox: Any,
@@ -103,14 +136,28 @@ def _map_into_outbox(
     settings: TikTokSettings,
     err: Console,
     deliverable: frozenset[str],
+    on_read: Callable[[IntakeSummary], None] | None = None,
 ) -> None:
     from cdp_tiktok.jsonstream import iter_messages
 
     pending: list[OutgoingEvent] = []
     max_age = settings.max_event_age_days * 86400.0
     now = time.time()
+    flushed_at = time.monotonic()
+
+    def flush() -> None:
+        nonlocal pending, flushed_at
+        if outbox is not None and pending:
+            outbox.enqueue(pending)
+            pending = []
+        flushed_at = time.monotonic()
+
+    if isinstance(stream, _Available):
+        stream.on_idle = flush
     for _line, item in iter_messages(stream, source):
         summary.messages += 1
+        if on_read is not None and summary.messages % PROGRESS_EVERY == 0:
+            on_read(summary)
         if isinstance(item, Exception):
             summary.invalid += 1
             err.print(f"[red]invalid[/red] {item}", markup=True, highlight=False)
@@ -126,11 +173,11 @@ def _map_into_outbox(
                     pending.append(event)
                 else:
                     summary.undeliverable[event.key.destination] += 1
-            if len(pending) >= ENQUEUE_CHUNK:
-                outbox.enqueue(pending)
-                pending = []
-    if outbox is not None and pending:
-        outbox.enqueue(pending)
+            if len(pending) >= ENQUEUE_CHUNK or time.monotonic() - flushed_at >= ENQUEUE_LINGER:
+                flush()
+    flush()
+    if on_read is not None:
+        on_read(summary)
 
 
 @contextlib.contextmanager
@@ -220,8 +267,10 @@ def send(
 ) -> None:
     """Map Segment messages from FILE (JSON, JSON array or JSON Lines), enqueue, deliver.
 
-    Every event is durably enqueued before delivery starts; delivery runs until the outbox
-    is drained. Exit status 1 when any event was dead-lettered or a destination stopped.
+    Events are durably enqueued in chunks (1,000 events, or every 0.2 s as messages
+    arrive) and, with an SQLite outbox, delivered while the input is still read; once the
+    input ends, delivery runs until the outbox is drained. Exit status 1 when any event
+    was dead-lettered, a destination stopped, or a message was invalid.
     """
     out = Console()
     err = Console(stderr=True)
@@ -256,18 +305,17 @@ def send(
             stack.callback(outbox.close)
         host = stack.enter_context(Host(settings, identity=settings.identity))
         stream, source = _open_input(input_path)
-        if stream is not sys.stdin.buffer:
-            stack.callback(stream.close)
+        stack.callback(stream.close)
 
         summary = IntakeSummary()
         for target in host.destinations.values():
             target.state["observer"] = summary.observe
-        with err.status("mapping and enqueueing…"):
-            _map_into_outbox(stream, source, host, outbox, summary, settings, err, DELIVERABLE)
-
         report = None
-        if outbox is not None:
-            report = _deliver(host, outbox, settings, err)
+        if outbox is None:
+            with err.status("mapping…"):
+                _map_into_outbox(stream, source, host, None, summary, settings, err, DELIVERABLE)
+        else:
+            report = _map_and_deliver(stream, source, host, outbox, summary, settings, err)
 
         out.print(_summary_table(summary, report, server))
         if summary.events:
@@ -306,20 +354,55 @@ def send(
             sys.exit(1)
 
 
-def _deliver(host: Any, outbox: Any, settings: TikTokSettings, err: Console) -> Any:
+def _merge_reports(first: Any, second: Any) -> Any:
+    """One report for a streaming run followed by the final draining run."""
+    if first is None:
+        return second
+    from cdp_tiktok.delivery.worker import DeliveryReport
+
+    reasons = Counter(first.dead_reasons)
+    reasons.update(second.dead_reasons)
+    return DeliveryReport(
+        delivered=first.delivered + second.delivered,
+        dead=first.dead + second.dead,
+        retried=first.retried + second.retried,
+        requests=first.requests + second.requests,
+        stopped={**first.stopped, **second.stopped},
+        elapsed=first.elapsed + second.elapsed,
+        dead_reasons=dict(reasons),
+    )
+
+
+def _map_and_deliver(
+    stream: Any,
+    source: str,
+    host: Any,
+    outbox: Any,
+    summary: IntakeSummary,
+    settings: TikTokSettings,
+    err: Console,
+) -> Any:
+    """Map and enqueue the input while a delivery thread sends; then drain the outbox.
+
+    With an SQLite outbox a second thread (its own connection) delivers while the input
+    is still being read, so a long or endless stream (``-``) is sent promptly. Once the
+    input ends, a final run in this thread delivers what is left, retries included.
+    """
+    from cdp_tiktok.delivery.outbox import open_outbox
     from cdp_tiktok.delivery.worker import Deliverer
 
-    deliverer = Deliverer(
-        outbox,
-        {name: settings for name in DELIVERABLE},
-        # The built-in encoder is used directly when no plugin overrides it: it joins
-        # pre-encoded events instead of re-serializing each batch.
-        encode=host.hooks.encode_batch if host.overrides("cdp_encode_batch") else None,
-        classify=host.hooks.classify_response,
-    )
-    total = outbox.stats().pending
+    def deliverer(target: Any) -> Deliverer:
+        return Deliverer(
+            target,
+            {name: settings for name in DELIVERABLE},
+            # The built-in encoder is used directly when no plugin overrides it: it joins
+            # pre-encoded events instead of re-serializing each batch.
+            encode=host.hooks.encode_batch if host.overrides("cdp_encode_batch") else None,
+            classify=host.hooks.classify_response,
+        )
+
     with Progress(
-        TextColumn("[bold]delivering"),
+        TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[detail]}"),
@@ -327,16 +410,58 @@ def _deliver(host: Any, outbox: Any, settings: TikTokSettings, err: Console) -> 
         console=err,
         transient=False,
     ) as progress:
-        task = progress.add_task("deliver", total=total or None, detail="")
+        reading = progress.add_task("reading", total=None, detail="")
+        sending = progress.add_task("delivering", total=None, detail="")
+        base = {"delivered": 0, "dead": 0}
 
         def on_progress(state: Any) -> None:
             progress.update(
-                task,
-                completed=state.delivered + state.dead,
-                detail=f"delivered {state.delivered} · retrying {state.retried} · "
-                f"dead-lettered {state.dead}",
+                sending,
+                completed=base["delivered"] + base["dead"] + state.delivered + state.dead,
+                detail=f"delivered {base['delivered'] + state.delivered} · "
+                f"retrying {state.retried} · dead-lettered {base['dead'] + state.dead}",
             )
 
-        report = deliverer.run(drain=True, on_progress=on_progress)
-        on_progress(report)
-    return report
+        def on_read(done: IntakeSummary) -> None:
+            progress.update(
+                reading,
+                completed=done.messages,
+                detail=f"{done.events} events · {done.invalid} invalid",
+            )
+
+        streaming: dict[str, Any] = {}
+        stop = threading.Event()
+        worker: threading.Thread | None = None
+        if settings.outbox.startswith("sqlite:"):
+
+            def deliver_while_reading() -> None:
+                own = open_outbox(settings.outbox)
+                try:
+                    streaming["report"] = deliverer(own).run(
+                        drain=False, stop=stop, on_progress=on_progress
+                    )
+                except BaseException as exc:  # re-raised in the main thread
+                    streaming["error"] = exc
+                finally:
+                    own.close()
+
+            worker = threading.Thread(target=deliver_while_reading, name="cdp-tiktok-deliver")
+            worker.start()
+        try:
+            _map_into_outbox(
+                stream, source, host, outbox, summary, settings, err, DELIVERABLE, on_read
+            )
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join()
+        progress.update(reading, total=summary.messages, completed=summary.messages)
+        if "error" in streaming:
+            raise streaming["error"]
+        first = streaming.get("report")
+        if first is not None:
+            base.update(delivered=first.delivered, dead=first.dead)
+        progress.update(sending, total=base["delivered"] + base["dead"] + outbox.stats().pending)
+        final = deliverer(outbox).run(drain=True, on_progress=on_progress)
+        on_progress(final)
+    return _merge_reports(first, final)
