@@ -28,6 +28,22 @@ def _messages() -> list[dict[str, Any]]:
     return [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
 
 
+# Example messages that each map to exactly one TikTok event (no opt-out, no unmapped name).
+ONE_EVENT_EACH = {"Product Viewed", "Product Added", "Checkout Started", "Order Completed"}
+
+
+def _one_event_messages() -> list[dict[str, Any]]:
+    return [m for m in _messages() if m.get("event") in ONE_EVENT_EACH and "integrations" not in m]
+
+
+def _send_args(source: str, endpoint: str, token: str, outbox: str) -> list[str]:
+    """``send`` arguments for an external sandbox, with an in-memory identity store."""
+    return [
+        "send", source, "--endpoint", endpoint, "--access-token", token,
+        "--pixel-code", PIXEL, "--outbox", outbox, "--identity", "memory://",
+    ]  # fmt: skip
+
+
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.chdir(tmp_path)
@@ -73,28 +89,14 @@ def test_dry_run_enqueues_and_sends_nothing(runner: CliRunner, tmp_path: Path) -
 
 
 def test_poison_event_is_dead_lettered_and_listed(runner: CliRunner, tmp_path: Path) -> None:
-    mapped = {"Product Viewed", "Product Added", "Checkout Started", "Order Completed"}
-    messages = [m for m in _messages() if m.get("event") in mapped and "integrations" not in m][:40]
+    messages = _one_event_messages()[:40]
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(json.dumps(m) for m in messages))
     poison = messages[7]["messageId"]
     with SandboxServer(poison=[poison]) as sandbox:
         result = runner.invoke(
             main,
-            [
-                "send",
-                str(source),
-                "--endpoint",
-                sandbox.url,
-                "--access-token",
-                SANDBOX_ACCESS_TOKEN,
-                "--pixel-code",
-                PIXEL,
-                "--outbox",
-                "sqlite:///out.db",
-                "--identity",
-                "memory://",
-            ],
+            _send_args(str(source), sandbox.url, SANDBOX_ACCESS_TOKEN, "sqlite:///out.db"),
         )
         recorded = {e["data"]["event_id"] for e in sandbox.events()}
     assert result.exit_code == 1, result.output
@@ -115,20 +117,7 @@ def test_wrong_token_stops_keeps_events_and_is_never_printed(
     with SandboxServer() as sandbox:
         result = runner.invoke(
             main,
-            [
-                "send",
-                str(source),
-                "--endpoint",
-                sandbox.url,
-                "--access-token",
-                "tok-SECRET-123",
-                "--pixel-code",
-                PIXEL,
-                "--outbox",
-                "sqlite:///out.db",
-                "--identity",
-                "memory://",
-            ],
+            _send_args(str(source), sandbox.url, "tok-SECRET-123", "sqlite:///out.db"),
         )
     assert result.exit_code == 1
     assert "tok-SECRET-123" not in result.output
@@ -175,8 +164,7 @@ def test_server_side_web_event_needs_a_page_url_and_default_page_url_supplies_it
 
 
 def test_a_live_stream_on_stdin_is_delivered_before_the_input_ends(tmp_path: Path) -> None:
-    mapped = {"Product Viewed", "Product Added", "Checkout Started", "Order Completed"}
-    messages = [m for m in _messages() if m.get("event") in mapped and "integrations" not in m]
+    messages = _one_event_messages()
     first, rest = messages[:20], messages[20:30]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_TIKTOK_")}
     with SandboxServer() as sandbox, (tmp_path / "stderr.txt").open("wb") as errors:
@@ -185,18 +173,7 @@ def test_a_live_stream_on_stdin_is_delivered_before_the_input_ends(tmp_path: Pat
                 sys.executable,
                 "-m",
                 "cdp_tiktok",
-                "send",
-                "-",
-                "--endpoint",
-                sandbox.url,
-                "--access-token",
-                SANDBOX_ACCESS_TOKEN,
-                "--pixel-code",
-                PIXEL,
-                "--outbox",
-                "sqlite:///live.db",
-                "--identity",
-                "memory://",
+                *_send_args("-", sandbox.url, SANDBOX_ACCESS_TOKEN, "sqlite:///live.db"),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
