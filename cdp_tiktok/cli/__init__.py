@@ -23,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "sandbox": "cdp_tiktok.cli.sandbox:sandbox",
     "send": "cdp_tiktok.cli.send:send",
     "dlq": "cdp_tiktok.cli.dlq:dlq",
+    "conformance": "cdp_tiktok.cli.conformance:conformance",
+    "init": "cdp_tiktok.cli.init:init",
+    "report": "cdp_tiktok.cli.report:report",
 }
 
 

@@ -16,7 +16,7 @@ tests run fast.
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "group_messages",
     "identify_messages",
     "invalid_messages",
+    "messages_for",
     "page_messages",
     "screen_messages",
     "timestamps",
@@ -428,6 +429,33 @@ _PER_TYPE: dict[str, Callable[[], SearchStrategy[Message]]] = {
 def valid_messages(types: Sequence[str] = MESSAGE_TYPES) -> SearchStrategy[Message]:
     """Valid Segment messages of the given ``types``."""
     return st.one_of([_PER_TYPE[kind]() for kind in types])
+
+
+def _ecommerce_event(event: str) -> SearchStrategy[Message]:
+    own = st.fixed_dictionaries(
+        {"event": st.just(event), "properties": _ecommerce_properties(ECOMMERCE_EVENTS[event])}
+    )
+    return _message("track", own)
+
+
+def messages_for(
+    types: Collection[str] | None = None, events: Collection[str] | None = None
+) -> SearchStrategy[Message]:
+    """Valid messages a rule's trigger index admits (see ``Trigger.types``/``events``).
+
+    ``types``/``events`` ``None`` means any. Track events of the e-commerce spec get
+    realistic properties half of the time and free-form ones otherwise, so a rule
+    indexed on its type and event is reached by every message drawn.
+    """
+    kinds = sorted(set(types) & set(MESSAGE_TYPES)) if types is not None else None
+    if events is None or (kinds is not None and "track" not in kinds):
+        return valid_messages(kinds if kinds else MESSAGE_TYPES)
+    names = sorted(events)
+    if not names:
+        return valid_messages(kinds if kinds else MESSAGE_TYPES)
+    parts = [track_messages(names)]
+    parts += [_ecommerce_event(name) for name in names if name in ECOMMERCE_EVENTS]
+    return st.one_of(parts)
 
 
 # --------------------------------------------------------------------------- invalid
