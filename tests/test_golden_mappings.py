@@ -1,55 +1,49 @@
-"""Golden cases of the default mappings, and the packaged/editable copies staying equal."""
+"""Golden cases of the default mappings, and the packaged/editable copies staying equal.
+
+The cases run through the conformance suite's runner (the same code as
+``cdp-tiktok conformance``), one test per case.
+"""
 
 from __future__ import annotations
 
 import filecmp
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from cdp_tiktok.host import Host
+from cdp_tiktok.conformance.cases import DEFAULT_PIXEL, GoldenCase, case_files, load_cases
+from cdp_tiktok.conformance.runner import CaseRunner
 from cdp_tiktok.mapping import default_mapping_dir, validate_directory
 from cdp_tiktok.settings import TikTokSettings
-from cdp_tiktok.tiktok.payload import build_request, validate_event, validate_request
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGED = default_mapping_dir()
 GOLDEN = PACKAGED.parent / "golden"
-CASES: list[dict[str, Any]] = [
-    case for path in sorted(GOLDEN.glob("*.yaml")) for case in yaml.safe_load(path.read_text())
-]
+CASES, CASE_PROBLEMS = load_cases(case_files(GOLDEN))
+RUNNER = CaseRunner(TikTokSettings(event_source_id=DEFAULT_PIXEL), load_entry_points=False)
 
 
-def _settings(case: dict[str, Any]) -> TikTokSettings:
-    return TikTokSettings(**{"event_source_id": "CPIXEL0000000000000A", **case.get("settings", {})})
+def test_golden_case_files_are_valid() -> None:
+    assert [str(p) for p in CASE_PROBLEMS] == []
+    assert {Path(c.file).name for c in CASES} >= {"segment.yaml", "tricky-inputs.yaml"}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_golden_case(case: dict[str, Any]) -> None:
-    settings = _settings(case)
-    with Host(settings, load_entry_points=False, identity="memory://") as host:
-        for before in case.get("before", []):
-            host.process(before)
-        events = host.process(case["input"])
-    assert [e.data for e in events] == case["expected"]
-    assert [e.rule for e in events] == ([case["rule"]] if case["rule"] else [])
-    for event in events:
-        assert validate_event(event.data, settings.event_source) == []
-        body = build_request(event.key, [event.data], settings.partner_name)
-        assert validate_request(body) == []
-        json.dumps(event.data, allow_nan=False)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_golden_case(case: GoldenCase) -> None:
+    result = RUNNER.run(case)
+    assert result.details == []
+    assert result.status == "passed"
 
 
 def test_every_default_rule_has_a_golden_case() -> None:
     rules = {r["name"] for r in yaml.safe_load((PACKAGED / "segment.yaml").read_text())["rules"]}
-    assert rules <= {c["rule"] for c in CASES}
+    assert rules <= {name for c in CASES for name in c.rules or ()}
 
 
 def test_golden_cases_contain_no_raw_personal_data() -> None:
-    text = json.dumps([c["expected"] for c in CASES])
+    text = json.dumps([c.expected for c in CASES])
     for raw in ("alice_abc@gmail.com", "2133734253", "Carol@Example.com", "user_123", "Smith"):
         assert raw.lower() not in text.lower()
 
