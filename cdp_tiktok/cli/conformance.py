@@ -96,7 +96,10 @@ def conformance(
     else:
         from rich.console import Console
 
-        print_report(results, Console(), verbose=verbose)
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=120)
+        print_report(results, console, verbose=verbose)
         verdict = "FAILED" if failed else "OK"
         click.echo(
             f"{verdict}: {len(results)} checks, {failed} failed, in {seconds:.1f} s "

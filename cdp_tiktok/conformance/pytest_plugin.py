@@ -129,7 +129,9 @@ class ConformanceCollector(pytest.Collector):
             yield item("rule[*]", lambda: _failed("rule", "*", problems))
             targets = []
         for target in targets:
-            yield item(f"rule[{target.rule.name}]", _bind(suite.check_rule, target), target.rule.where)
+            yield item(
+                f"rule[{target.rule.name}]", _bind(suite.check_rule, target), target.rule.where
+            )
         plugin_results: dict[str, CheckResult] = {}
         for name, _ in suite.host.pm.list_name_plugin():
 
