@@ -1,8 +1,9 @@
 """The embedded CDP host: plugin manager, routing, and a Segment-style Python API.
 
-The host owns every piece of I/O (identity store, outbox); plugins stay pure. Built-in
-plugins (the TikTok destination and the delivery plugin) are registered exactly like
-third-party ones, marked ``trylast`` so that a user plugin can override or wrap them.
+The host owns every piece of I/O (identity store, outbox); plugins stay pure. Plugin
+loading (built-ins, entry points, blocking, tracing) lives in :mod:`cdp_tiktok.plugins`;
+the built-in plugins are marked ``trylast`` so that a user plugin can override or wrap
+them.
 """
 
 from __future__ import annotations
@@ -11,25 +12,23 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from cdp_tiktok import hookspecs
 from cdp_tiktok.destination import Destination
 from cdp_tiktok.events import BatchKey, OutgoingEvent, Verdict
 from cdp_tiktok.messages import validate_message
+from cdp_tiktok.plugins import BLOCK_ENV as BLOCK_ENV  # re-exported: host's public names
+from cdp_tiktok.plugins import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
+from cdp_tiktok.plugins import PluginError as PluginError
+from cdp_tiktok.plugins import build_plugin_manager
 from cdp_tiktok.settings import TikTokSettings
 
 if TYPE_CHECKING:
     from cdp_tiktok.delivery.outbox import Outbox
     from cdp_tiktok.identity import IdentityStore
-
-ENTRY_POINT_GROUP = "cdp_tiktok"
-BLOCK_ENV = "CDP_TIKTOK_DISABLE_PLUGINS"
-"""Comma-separated plugin names the host must not load (entry-point or built-in names)."""
 
 CALL_HOOKS: Mapping[str, str] = {
     "track": "cdp_on_track",
@@ -57,10 +56,6 @@ SEGMENT_FIELD_NAMES: Mapping[str, str] = {
     "integrations": "integrations",
 }
 """Python API argument names (analytics-python style) to Segment message fields."""
-
-
-class PluginError(RuntimeError):
-    """A plugin misbehaved at registration; the message names the plugin."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,17 +126,6 @@ class HookFacade:
         return verdict
 
 
-def _blocked_names(environ: Mapping[str, str]) -> set[str]:
-    return {name.strip() for name in environ.get(BLOCK_ENV, "").split(",") if name.strip()}
-
-
-def _builtin_plugins(settings: TikTokSettings) -> list[tuple[str, object]]:
-    from cdp_tiktok.delivery.plugin import DeliveryPlugin
-    from cdp_tiktok.tiktok.destination import TikTokPlugin
-
-    return [("tiktok", TikTokPlugin(settings)), ("delivery", DeliveryPlugin())]
-
-
 class Host:
     """Builds the plugin manager, routes validated messages to destination hooks.
 
@@ -168,26 +152,13 @@ class Host:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings or TikTokSettings()
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
-        self._sources: dict[str, str] = {}
-        blocked = _blocked_names(os.environ if environ is None else environ)
-        for name in blocked:
-            self.pm.set_blocked(name)
-        if builtins:
-            for name, plugin in _builtin_plugins(self.settings):
-                if name not in blocked:
-                    self.pm.register(plugin, name=name)
-                    self._sources[name] = "built-in"
-        for plugin in plugins:
-            own_name = getattr(plugin, "name", None)
-            registered = self.pm.register(
-                plugin, name=own_name if isinstance(own_name, str) else None
-            )
-            if registered is not None:
-                self._sources[registered] = "registered"
-        if load_entry_points:
-            self._load_entry_points(blocked)
+        self.pm, self._sources = build_plugin_manager(
+            self.settings,
+            plugins=plugins,
+            load_entry_points=load_entry_points,
+            builtins=builtins,
+            environ=os.environ if environ is None else environ,
+        )
         self.hooks = HookFacade(self.pm)
         if isinstance(identity, str):
             from cdp_tiktok.identity import open_identity_store
@@ -200,24 +171,6 @@ class Host:
         self.destinations = self._collect_destinations()
 
     # --- plugin discovery ---------------------------------------------------------
-
-    def _load_entry_points(self, blocked: set[str]) -> None:
-        for dist in metadata.distributions():
-            for ep in dist.entry_points:
-                if ep.group != ENTRY_POINT_GROUP or ep.name in blocked:
-                    continue
-                if self.pm.get_plugin(ep.name) is not None:
-                    continue
-                try:
-                    plugin = ep.load()
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {ep.name!r} from {dist.metadata['Name']} failed to load: {exc}"
-                    ) from exc
-                self.pm.register(plugin, name=ep.name)
-                self._sources[ep.name] = (
-                    f"entry point {ep.value} ({dist.metadata['Name']} {dist.version})"
-                )
 
     def _each_impl(self, hook_name: str) -> Iterable[tuple[str, Callable[..., Any]]]:
         caller = getattr(self.pm.hook, hook_name)

@@ -7,6 +7,7 @@ Sub-commands live in their own modules and are imported only when invoked, so
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
@@ -45,7 +46,21 @@ class LazyGroup(click.Group):
         return command
 
 
+def _trace_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:  # the host reads the switch from the environment (cdp_tiktok.plugins)
+        os.environ["CDP_TIKTOK_TRACE_PLUGINS"] = "1"
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cdp-tiktok")
+@click.option(
+    "--trace-plugins",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_trace_plugins,
+    help="Print every plugin hook call (plugin, arguments, result; personal fields "
+    "redacted) to stderr. Env: CDP_TIKTOK_TRACE_PLUGINS=1.",
+)
 def main() -> None:
     """Send Segment-spec customer data to TikTok's Events API, durably."""
