@@ -26,7 +26,11 @@ from cdp_tiktok.cli.options import setting_options, settings_from_options
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Directory of golden case files (default: DIR/golden).",
 )
-@click.option("--thorough", is_flag=True, help="Ten times more generated examples per rule.")
+@click.option(
+    "--thorough",
+    is_flag=True,
+    help="Ten times more generated examples per rule; failing ones shrunk to smallest.",
+)
 @click.option("--examples", type=click.IntRange(1, 100_000), help="Generated examples per rule.")
 @click.option("--seed", type=int, help="Random seed for generated examples (default: fixed).")
 @click.option("--sandbox", is_flag=True, help="Also send every case's output to the local sandbox.")

@@ -10,6 +10,7 @@ folder of a mapping directory (the packaged defaults keep theirs beside ``defaul
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -157,7 +158,18 @@ def _load_file(path: Path) -> tuple[list[GoldenCase], list[Problem]]:
             report.error(at, f"a case file is a list of cases: {error.message}")
             return [], report.problems
         broken.add(int(at[0]))
-        report.error(at, f"{_label(data, at)}: {_schema_message(error)}")
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = sorted(error.schema.get("properties", {}))  # type: ignore[union-attr]
+            for key in sorted(set(error.instance) - set(allowed)):
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else f" (allowed: {', '.join(allowed)})"
+                )
+                report.error((*at, key), f"{_label(data, at)}: unknown key {key!r}{hint}")
+            continue
+        report.error(at, f"{_label(data, at)}: {error.message}")
     cases = []
     for index, raw in enumerate(data):
         if index in broken:
@@ -174,14 +186,6 @@ def _label(data: Any, at: tuple[str | int, ...]) -> str:
     head = f"case {name!r}" if isinstance(name, str) else f"case #{int(at[0]) + 1}"
     rest = "/".join(str(p) for p in at[1:])
     return f"{head}: {rest}" if rest else head
-
-
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))  # type: ignore[union-attr]
-        unknown = sorted(set(error.instance) - set(allowed))
-        return f"unknown key(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(allowed)})"
-    return error.message
 
 
 def _case(raw: Mapping[str, Any], index: int, report: Reporter) -> GoldenCase | None:

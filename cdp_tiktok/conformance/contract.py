@@ -19,6 +19,7 @@ destination. Checked, per hook family:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -99,10 +100,14 @@ class _Plugin:
         self.seen: set[str] = set()
         self.calls = 0
 
-    def fail(self, text: str) -> None:
-        if text in self.seen:
+    def fail(self, text: str, *, about: str = "") -> None:
+        """Record a problem once per ``(about, kind of problem)``: the first message
+        that shows it is enough to find it."""
+        problem = text[len(about) :] if about and text.startswith(about) else text
+        key = f"{about.split(', ')[0]}|{problem.split('(')[0][:60]}"
+        if key in self.seen:
             return
-        self.seen.add(text)
+        self.seen.add(key)
         if len(self.seen) <= MAX_DETAILS_PER_PLUGIN:
             self.result.fail(text)
         elif len(self.seen) == MAX_DETAILS_PER_PLUGIN + 1:
@@ -198,6 +203,7 @@ def _check_call(
 ) -> None:
     checker.calls += 1
     what = f"{hook} for {destination.name!r}, {_describe(message)}"
+    fail = functools.partial(checker.fail, about=what)
     before = copy.deepcopy(message)
     try:
         answer = _call(function, argnames, {"message": message, "destination": destination})
@@ -205,57 +211,58 @@ def _check_call(
         return
     except Exception as exc:
         documented = ", ".join(e.__name__ for e in DOCUMENTED_ERRORS)
-        checker.fail(
+        fail(
             f"{what}: raised {type(exc).__name__} ({exc}); a call hook may only raise {documented}"
         )
         return
     finally:
         if message != before:
-            checker.fail(f"{what}: modified the message it received")
+            fail(f"{what}: modified the message it received")
             message.clear()
             message.update(before)
     own = owners.get(destination.name) == checker.result.name
     if answer is None:
         if own:
-            checker.fail(f"{what}: returned None for its own destination; return a list")
+            fail(f"{what}: returned None for its own destination; return a list")
         return
     if not own:
-        checker.fail(
+        fail(
             f"{what}: answered for a destination of plugin "
             f"{owners.get(destination.name, '?')!r}; return None for other plugins' destinations"
         )
     if not isinstance(answer, list):
-        checker.fail(f"{what}: returned {type(answer).__name__}; must return a list or None")
+        fail(f"{what}: returned {type(answer).__name__}; must return a list or None")
         return
     for index, event in enumerate(answer):
         _check_event(checker, f"{what}: event {index}", event, message)
 
 
 def _check_event(checker: _Plugin, what: str, event: Any, message: Mapping[str, Any]) -> None:
+    fail = functools.partial(checker.fail, about=what)
     if not isinstance(event, OutgoingEvent):
-        checker.fail(f"{what}: is a {type(event).__name__}, not an OutgoingEvent")
+        fail(f"{what}: is a {type(event).__name__}, not an OutgoingEvent")
         return
     if not isinstance(event.key, BatchKey):
-        checker.fail(f"{what}: key is a {type(event.key).__name__}, not a BatchKey")
+        fail(f"{what}: key is a {type(event.key).__name__}, not a BatchKey")
         return
     if event.rule is not None and not isinstance(event.rule, str):
-        checker.fail(f"{what}: rule must be text or None")
+        fail(f"{what}: rule must be text or None")
     data = event.data
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
-        checker.fail(f"{what}: data must be a dict with an `event` name")
+        fail(f"{what}: data must be a dict with an `event` name")
         return
     try:
         json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        checker.fail(f"{what}: data is not JSON-ready: {exc}")
+        fail(f"{what}: data is not JSON-ready: {exc}")
         return
     try:
         problems = validate_event(data, event.key.event_source)
     except ValueError as exc:
-        checker.fail(f"{what}: {exc}")
+        fail(f"{what}: {exc}")
         problems = []
     for problem in problems:
-        checker.fail(f"{what}: does not match TikTok's schema: {problem}")
+        fail(f"{what}: does not match TikTok's schema: {problem}")
     user = data.get("user")
     if isinstance(user, dict):
         for key in HASHED_KEYS:
@@ -265,9 +272,9 @@ def _check_event(checker: _Plugin, what: str, event: Any, message: Mapping[str, 
             for position, value in enumerate(values if isinstance(values, list) else [values]):
                 if not (isinstance(value, str) and is_sha256_hex(value) and value == value.lower()):
                     suffix = f"[{position}]" if isinstance(values, list) else ""
-                    checker.fail(f"{what}: user.{key}{suffix} is not a lower-case SHA-256 hash")
+                    fail(f"{what}: user.{key}{suffix} is not a lower-case SHA-256 hash")
     for leak in find_leaks(message, data, prefix="/data"):
-        checker.fail(f"{what}: {leak}")
+        fail(f"{what}: {leak}")
 
 
 def _delivery(

@@ -215,9 +215,17 @@ def _check_one(target: RuleTarget, message: dict[str, Any]) -> tuple[bool, list[
 
 
 def check_rule(
-    target: RuleTarget, *, max_examples: int = DEFAULT_EXAMPLES, seed: int | None = None
+    target: RuleTarget,
+    *,
+    max_examples: int = DEFAULT_EXAMPLES,
+    seed: int | None = None,
+    shrink: bool = False,
 ) -> CheckResult:
-    """Run the property checks of one rule; the result counts examples and firings."""
+    """Run the property checks of one rule; the result counts examples and firings.
+
+    With ``shrink``, a failing example is reduced to a smallest one first (slower, but
+    easier to read); otherwise the first failing example is reported.
+    """
     from hypothesis import HealthCheck, Phase, given
     from hypothesis import seed as hypothesis_seed
     from hypothesis import settings as hypothesis_settings
@@ -250,7 +258,7 @@ def check_rule(
         deadline=None,
         print_blob=False,
         report_multiple_bugs=False,
-        phases=(Phase.generate, Phase.shrink),
+        phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
         suppress_health_check=list(HealthCheck),
     )(test)
     if seed is not None:
@@ -261,7 +269,8 @@ def check_rule(
         source = target.settings.event_source
         for failure in last.get("failures", []):
             result.fail(f"rule {rule.name!r} ({rule.where}, {source}): {failure}")
-        result.details.append(f"smallest failing example: {_example_text(last['message'])}")
+        label = "smallest failing example" if shrink else "failing example"
+        result.details.append(f"{label}: {_example_text(last['message'])}")
     except Exception as exc:
         result.fail(f"rule {rule.name!r}: the check itself failed: {type(exc).__name__}: {exc}")
     result.counts = {"examples": counts["examples"], "fired": counts["fired"]}

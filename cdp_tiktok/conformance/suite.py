@@ -40,7 +40,8 @@ class SuiteOptions:
     ``settings`` are the base destination settings (their ``mappings`` is replaced by
     ``mapping_dir``; an empty ``event_source_id`` becomes the test pixel). ``examples``
     is the number of generated messages per rule; ``seed`` ``None`` means the fixed
-    derandomized seed.
+    derandomized seed; ``thorough`` means more examples and failing examples shrunk to
+    smallest ones.
     """
 
     mapping_dir: Path
@@ -138,7 +139,12 @@ class Suite:
         """The property checks of one rule, plus a warning when no golden case covers it."""
         from cdp_tiktok.conformance.properties import check_rule
 
-        result = check_rule(target, max_examples=self.examples, seed=self.options.seed)
+        result = check_rule(
+            target,
+            max_examples=self.examples,
+            seed=self.options.seed,
+            shrink=self.options.thorough,
+        )
         covered = {name for case in self.cases for name in case.rules or ()}
         if target.rule.name not in covered:
             result.warn(f"rule {target.rule.name!r}: no golden case names it in `rule`")
