@@ -79,7 +79,9 @@ def cdp_on_track(message: Message, destination: Destination) -> list[OutgoingEve
     Called once per message and enabled destination (``integrations`` opt-outs already
     honoured). Return ``None`` when ``destination`` is not this plugin's; return a list
     (possibly empty) otherwise. The message must not be modified. Returned events carry
-    only hashed match keys.
+    only hashed match keys. Raises nothing for a valid message, except
+    :class:`~cdp_tiktok.mapping.MappingLoadError` when the destination's mapping files
+    are broken (``cdp-tiktok conformance`` checks all of this).
     """
 
 
