@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from click.testing import CliRunner
 
@@ -66,8 +68,6 @@ def test_trace_flag_on_the_command_line() -> None:
     assert result.exit_code == 0, result.output
     assert f"{TRACE_PREFIX} cdp_on_page <- tiktok(" in result.stderr
     assert "user_123" not in result.stderr
-    import os
-
     assert TRACE_ENV not in os.environ
 
 

@@ -49,6 +49,21 @@ def print_report(results: Sequence[CheckResult], console: Console, *, verbose: b
         )
         for line in result.details:
             console.print(f"    {line}", highlight=False, markup=False, soft_wrap=True)
+    rules = [r for r in results if r.kind == "rule" and r.counts]
+    if rules:
+        firing = Table(title="rule property checks: generated examples that fired each rule")
+        firing.add_column("rule")
+        firing.add_column("fired", justify="right")
+        firing.add_column("examples", justify="right")
+        firing.add_column("status")
+        for result in rules:
+            firing.add_row(
+                escape(result.name),
+                str(result.counts.get("fired", 0)),
+                str(result.counts.get("examples", 0)),
+                f"[{_STYLE[result.status]}]{result.status}[/]",
+            )
+        console.print(firing)
     table = Table(title="cdp-tiktok conformance")
     table.add_column("check")
     for status in ("passed", "failed", "warning", "skipped"):

@@ -240,7 +240,7 @@ def check_rule(
     last: dict[str, Any] = {}
     strategy = messages_for(rule.trigger.types, rule.trigger.events)
     if target.settings.event_source == "web":
-        strategy = st.tuples(strategy, st.booleans()).map(_with_page)
+        strategy = st.tuples(strategy, st.integers(0, 3)).map(_with_page)
 
     def example(message: dict[str, Any]) -> None:
         counts["examples"] += 1
@@ -283,11 +283,12 @@ def check_rule(
     return result
 
 
-def _with_page(drawn: tuple[dict[str, Any], bool]) -> dict[str, Any]:
-    """Web events need ``page.url``: give half of the examples a page when they lack one."""
-    message, add = drawn
+def _with_page(drawn: tuple[dict[str, Any], int]) -> dict[str, Any]:
+    """Web events need ``page.url``: give three examples in four a page when they lack
+    one (the others check the no-page path)."""
+    message, draw = drawn
     context = message.get("context")
-    if not add or (isinstance(context, dict) and "page" in context):
+    if draw == 0 or (isinstance(context, dict) and "page" in context):
         return message
     context = dict(context) if isinstance(context, dict) else {}
     context["page"] = {"url": SAMPLE_PAGE_URL}
