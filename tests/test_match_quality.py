@@ -28,7 +28,8 @@ SAMPLE = [
 def test_report_json_counts_keys_strong_pairs_and_drop_reasons() -> None:
     stdin = "\n".join(json.dumps(m) for m in SAMPLE) + "\n{not json\n"
     result = CliRunner().invoke(main, ["report", "-", "--json"], input=stdin)
-    assert result.exit_code == 1  # one invalid line
+    assert result.exit_code == 1  # one invalid line, reported with its line number
+    assert "<stdin>:5: " in result.stderr
     report = json.loads(result.stdout)
     assert report["messages"] == 4 and report["invalid"] == 1 and report["without_event"] == 2
     purchase = report["events"]["Purchase"]

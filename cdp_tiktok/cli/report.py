@@ -29,7 +29,8 @@ def report(file: IO[bytes], as_json: bool, **options: Any) -> None:
     keys (email, phone, external_id, ttclid), and the top reasons keys were dropped
     (e.g. phone:no_region: set --default-phone-region). Nothing is sent or stored;
     identify calls in the sample enrich later events in memory, as they would live.
-    Only counts are printed, never a value. Exits 1 when any message is invalid.
+    Only counts are printed, never a value. Invalid messages are reported on stderr
+    (FILE:LINE: reason); exits 1 when there is any.
     """
     from rich.console import Console
     from rich.table import Table
@@ -47,7 +48,11 @@ def report(file: IO[bytes], as_json: bool, **options: Any) -> None:
     source = "<stdin>" if name in ("-", "<stdin>") else str(name)
     try:
         with Host(settings, identity="memory://") as host:
-            quality = build_report((item for _, item in iter_messages(file, source)), host)
+            quality = build_report(
+                (item for _, item in iter_messages(file, source)),
+                host,
+                on_invalid=lambda error: click.echo(str(error), err=True),
+            )
     except MappingLoadError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

@@ -15,7 +15,7 @@ probabilistically.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -99,9 +99,11 @@ class QualityReport:
         }
 
 
-def build_report(messages: Iterable[Any], host: Any) -> QualityReport:
+def build_report(
+    messages: Iterable[Any], host: Any, on_invalid: Callable[[Exception], None] | None = None
+) -> QualityReport:
     """Map ``messages`` (validated dicts, or :class:`~cdp_tiktok.messages.MessageError`
-    for invalid ones) through ``host`` and count. ``host`` is a
+    for invalid ones, passed to ``on_invalid``) through ``host`` and count. ``host`` is a
     :class:`~cdp_tiktok.host.Host` without an outbox."""
     from cdp_tiktok.events import MapResult
     from cdp_tiktok.messages import MessageError
@@ -114,6 +116,8 @@ def build_report(messages: Iterable[Any], host: Any) -> QualityReport:
     for message in messages:
         if isinstance(message, MessageError):
             report.invalid += 1
+            if on_invalid is not None:
+                on_invalid(message)
             continue
         results.clear()
         events = host.process(message, validated=True)
