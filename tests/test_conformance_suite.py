@@ -113,10 +113,7 @@ def test_a_rule_that_bypasses_hashing_fails_and_says_what_leaked_where(tmp_path:
     (tmp_path / "leaky.yaml").write_text(textwrap.dedent(LEAKY), encoding="utf-8")
     code, out, _ = run(str(tmp_path), "--json")
     assert code == 1
-    results = {
-        r["label"] if "label" in r else f"{r['kind']}[{r['name']}]": r
-        for r in json.loads(out)["results"]
-    }
+    results = {r["label"]: r for r in json.loads(out)["results"]}
     email = results["rule[leaks-email]"]
     assert email["status"] == "failed"
     leak = next(d for d in email["details"] if "raw email" in d)

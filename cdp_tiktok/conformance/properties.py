@@ -115,13 +115,18 @@ def _declarations(rule: Rule, texts: dict[str, Any]) -> Declared:
 
 
 def rule_targets(
-    dirs: Sequence[Path], base: TikTokSettings, filters: Mapping[str, Any] | None = None
+    dirs: Sequence[Path],
+    base: TikTokSettings,
+    filters: Mapping[str, Any] | None = None,
+    *,
+    sets: dict[TikTokSettings, MappingSet] | None = None,
 ) -> list[RuleTarget]:
-    """Every rule of ``dirs``, each with the mapping set compiled for its settings.
+    """Every rule of ``dirs``, each with the mapping set compiled for its settings
+    (``sets``: compiled sets to reuse and fill, by settings).
 
     Raises :class:`~cdp_tiktok.mapping.MappingLoadError` when a file has an error.
     """
-    sets: dict[TikTokSettings, MappingSet] = {}
+    sets = {} if sets is None else sets
 
     def compiled(settings: TikTokSettings) -> MappingSet:
         if settings not in sets:

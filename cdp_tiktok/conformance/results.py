@@ -54,6 +54,7 @@ class CheckResult:
         return {
             "kind": self.kind,
             "name": self.name,
+            "label": self.label,
             "status": self.status,
             "where": self.where,
             "seconds": round(self.seconds, 4),

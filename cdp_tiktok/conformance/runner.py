@@ -17,6 +17,7 @@ from cdp_tiktok.conformance.diff import compare
 from cdp_tiktok.conformance.results import CheckResult
 from cdp_tiktok.events import MapResult, OutgoingEvent
 from cdp_tiktok.identity import MemoryIdentityStore
+from cdp_tiktok.mapping.engine import MappingSet
 from cdp_tiktok.messages import MessageError, validate_message
 from cdp_tiktok.settings import TikTokSettings
 from cdp_tiktok.tiktok.payload import build_request, validate_event, validate_request
@@ -36,8 +37,11 @@ class CaseRunner:
         *,
         plugins: Iterable[object] = (),
         load_entry_points: bool = True,
+        mapping_sets: dict[TikTokSettings, MappingSet] | None = None,
     ) -> None:
         self.settings = settings
+        self.mapping_sets = {} if mapping_sets is None else mapping_sets
+        """Compiled mapping sets by settings, shared with whoever else needs them."""
         self._plugins = tuple(plugins)
         self._load_entry_points = load_entry_points
         self._hosts: dict[TikTokSettings, Host] = {}
@@ -50,7 +54,6 @@ class CaseRunner:
         host = self._hosts.get(settings)
         if host is None:
             from cdp_tiktok.host import Host
-            from cdp_tiktok.tiktok.destination import TikTokPlugin
 
             host = Host(
                 settings,
@@ -58,13 +61,30 @@ class CaseRunner:
                 load_entry_points=self._load_entry_points,
                 identity=None,
             )
-            plugin = host.plugin("tiktok")
+            self.share_mapping_sets(host)
             for destination in host.destinations.values():
-                if isinstance(plugin, TikTokPlugin) and destination.plugin == "tiktok":
-                    plugin.mapping_set(destination)
+                if destination.plugin == "tiktok":
                     destination.state["observer"] = self._observe
             self._hosts[settings] = host
         return host
+
+    def share_mapping_sets(self, host: Host) -> None:
+        """Give the host's TikTok destinations the compiled set for their settings,
+        compiling (once) the ones not seen yet."""
+        from cdp_tiktok.tiktok.destination import TikTokPlugin
+
+        plugin = host.plugin("tiktok")
+        if not isinstance(plugin, TikTokPlugin):
+            return
+        for destination in host.destinations.values():
+            if destination.plugin != "tiktok":
+                continue
+            settings = destination.settings
+            if isinstance(settings, TikTokSettings) and settings in self.mapping_sets:
+                destination.state["mapping_set"] = self.mapping_sets[settings]
+            compiled = plugin.mapping_set(destination)
+            if isinstance(settings, TikTokSettings):
+                self.mapping_sets.setdefault(settings, compiled)
 
     def _observe(self, message: Any, result: MapResult) -> None:
         self._results.append(result)

@@ -8,6 +8,7 @@ plugin contract, and optionally the sandbox round trip.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -82,12 +83,15 @@ class Suite:
         """A host with the suite's settings and plugins (no identity store)."""
         from cdp_tiktok.host import Host
 
-        return Host(
+        host = Host(
             self.settings,
             plugins=self.options.plugins,
             load_entry_points=self.options.load_entry_points,
             identity=None,
         )
+        with contextlib.suppress(MappingLoadError):  # reported by check_mappings
+            self.runner.share_mapping_sets(host)
+        return host
 
     @cached_property
     def mapping_dirs(self) -> list[Path]:
@@ -133,7 +137,9 @@ class Suite:
         """Every rule with the settings and compiled set its property check uses."""
         from cdp_tiktok.conformance.properties import rule_targets
 
-        return rule_targets(self.mapping_dirs, self.settings, self.host.filters)
+        return rule_targets(
+            self.mapping_dirs, self.settings, self.host.filters, sets=self.runner.mapping_sets
+        )
 
     def check_rule(self, target: RuleTarget) -> CheckResult:
         """The property checks of one rule, plus a warning when no golden case covers it."""
