@@ -1,4 +1,4 @@
-"""Hypothesis strategies for Segment-spec messages (needs the ``test`` extra).
+"""Hypothesis strategies for Segment-spec messages (tests and the conformance suite).
 
 Generated messages look like what Segment's clients send: realistic ``context`` (IPv4
 and IPv6 addresses, user agents, locales, a page URL sometimes carrying a ``ttclid``,
@@ -443,9 +443,9 @@ def messages_for(
 ) -> SearchStrategy[Message]:
     """Valid messages a rule's trigger index admits (see ``Trigger.types``/``events``).
 
-    ``types``/``events`` ``None`` means any. Track events of the e-commerce spec get
-    realistic properties half of the time and free-form ones otherwise, so a rule
-    indexed on its type and event is reached by every message drawn.
+    ``types``/``events`` ``None`` means any. Track events of the e-commerce spec are
+    drawn both with realistic properties and with free-form ones. A rule indexed on its
+    type and event is reached by every message drawn (used by the conformance suite).
     """
     kinds = sorted(set(types) & set(MESSAGE_TYPES)) if types is not None else None
     if events is None or (kinds is not None and "track" not in kinds):
