@@ -157,3 +157,16 @@ def test_packaged_case_files_are_found_beside_the_defaults() -> None:
 
     names = [p.name for p in case_files(cases_dir(default_mapping_dir()))]
     assert "tricky-inputs.yaml" in names and "segment.yaml" in names
+
+
+def test_case_schema_is_a_valid_json_schema() -> None:
+    import jsonschema
+
+    from cdp_tiktok.conformance.cases import case_schema
+
+    schema = case_schema()
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    assert set(schema["$defs"]["case"]["properties"]) >= {
+        "name", "input", "before", "settings", "rule", "expected", "absent", "ignore",
+        "refused", "warnings", "dropped_keys", "envelope",
+    }  # fmt: skip
