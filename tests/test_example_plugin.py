@@ -101,3 +101,19 @@ def test_blocking_the_example_by_environment(installed: dict[str, str]) -> None:
         check=True,
     ).stdout
     assert "example_leads" not in {p["name"] for p in json.loads(out)}
+
+
+def test_conformance_checks_the_installed_example_against_the_hook_contract(
+    installed: dict[str, str],
+) -> None:
+    checked = subprocess.run(
+        [sys.executable, "-m", "cdp_tiktok", "conformance", str(ROOT / "mappings"), "--json",
+         "--examples", "2"],
+        env=dict(installed, CDP_TIKTOK_TRACE_PLUGINS=""),
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr
+    results = {r["label"]: r for r in json.loads(checked.stdout)["results"]}
+    example = results["plugin[example_leads]"]
+    assert example["status"] == "passed" and example["counts"]["calls"] > 50
