@@ -136,6 +136,13 @@ def test_runner_refused_warnings_dropped_and_envelope(runner: CaseRunner) -> Non
     no_page = {k: v for k, v in PAYMENT.items() if k != "context"}
     quiet = runner.run(_case(input=no_page, expected=[], warnings=("need page.url",)))
     assert quiet.status == "passed", quiet.details
+    silent = runner.run(_case(input=no_page, expected=[PAYMENT_EVENT]))
+    assert silent.details[0].startswith('f.yaml:3: /0: expected {"event": "AddPaymentInfo"')
+    assert silent.details[0].endswith("got (absent)")
+    assert (
+        "the mapping warned: rule payment-info-entered: web events need page.url"
+        in (silent.details[-1])
+    )
     drops = runner.run(_case(input=PAYMENT, expected=[PAYMENT_EVENT], dropped_keys={"x:y": 1}))
     assert drops.details == ["f.yaml:3: dropped_keys: expected {'x:y': 1}, got {}"]
     envelope = runner.run(

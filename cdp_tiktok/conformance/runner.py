@@ -167,6 +167,8 @@ class CaseRunner:
                     dropped[reason] = dropped.get(reason, 0) + count
             if dropped != case.dropped_keys:
                 result.fail(f"{where}: dropped_keys: expected {case.dropped_keys}, got {dropped}")
+        if result.failed and warnings and not case.warnings:
+            result.details.append(f"{where}: the mapping warned: {'; '.join(warnings)}")
         for index, event in enumerate(events):
             for problem in validate_event(event.data, event.key.event_source, index=index):
                 result.fail(f"{where}: output does not match TikTok's schema: {problem}")
