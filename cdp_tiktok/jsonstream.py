@@ -1,14 +1,25 @@
 """Streaming JSON reader: one JSON value, a top-level JSON array, or JSON Lines.
 
-The input is read as a sequence of whitespace-separated JSON values, so one object, a
-pretty-printed object, and JSON Lines all work the same way. A top-level array is
-streamed element by element: a 1 GB array never sits in memory whole. Memory stays
-bounded by the read window plus the largest single value.
+The format is decided once per input, from its start, and never changes afterwards:
 
-Errors never stop JSON Lines input: a bad line yields an error record with its line
-number and reading resumes on the next line. Inside a top-level array a syntax error
-cannot be skipped safely (where would the next element start?), so it yields one error
-record and ends the input.
+* the first character (after an optional byte-order mark and whitespace) is ``[``: a
+  JSON array, streamed element by element; only whitespace may follow its ``]``;
+* the value starting on the first line ends on a later line (a pretty-printed object),
+  or the first line is a lone ``{``: one JSON value, possibly followed by more values
+  separated by whitespace (as ``jq`` prints them);
+* anything else: JSON Lines, where each physical line is one value, decoded on its own.
+
+A bad JSON Lines line yields an error record with its line number and costs nothing but
+itself. Inside an array or a multi-line value a syntax error cannot be skipped safely
+(where would the next value start?), so it yields one error record and ends the input.
+
+Memory stays bounded by the read window plus ``max_message_bytes``: a line, array
+element or value longer than that is refused without being held whole, and reading goes
+on after it where that is safe (the next line). Gzip input is recognised by its magic
+bytes and decompressed as it is read, so a decompression bomb costs time, not memory.
+Lone UTF-16 surrogate escapes (``"\\ud800"``, a string cut in the middle of an emoji by a
+JavaScript client) are replaced by U+FFFD, as a browser's UTF-8 encoder does, so every
+command sees the same, encodable text.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -27,22 +39,28 @@ from cdp_tiktok.messages import (
     is_batch,
     validate_message,
 )
+from cdp_tiktok.settings import TikTokSettings
 
-__all__ = ["Readable", "Record", "iter_messages", "iter_records"]
+__all__ = ["MAX_MESSAGE_BYTES", "Readable", "Record", "iter_messages", "iter_records"]
 
 CHUNK_SIZE: Final = 64 * 1024
-# Largest array element the scanner waits for before declaring it broken.
-MAX_ELEMENT_SIZE: Final = 64 * 1024 * 1024
+# Default size limit of one line, array element or value (the setting's default).
+MAX_MESSAGE_BYTES: Final = TikTokSettings.max_message_bytes
+# Reads while skipping the rest of an over-long line (fewer calls for a bomb).
+_SKIP_CHUNK: Final = 1024 * 1024
+_GZIP_MAGIC: Final = b"\x1f\x8b"
 
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 _BAD_BYTES: Final = re.compile(r"[\udc80-\udcff]")  # undecodable bytes (surrogateescape)
 _NUMBER_TAIL: Final = re.compile(r"[0-9.eE+-]*")
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _DECODER: Final = json.JSONDecoder()
 
 
 class Readable(Protocol):
-    """What the reader needs: ``read(size)`` returning bytes (UTF-8) or text, empty at
-    the end. Binary and text files, ``sys.stdin``, ``gzip.GzipFile`` all qualify."""
+    """What the reader needs: ``read(size)`` returning bytes (UTF-8, or gzip of it) or
+    text, empty at the end. Binary and text files, ``sys.stdin``, sockets' files qualify."""
 
     def read(self, size: int, /) -> bytes | str: ...
 
@@ -52,7 +70,7 @@ class Record:
     """One top-level value (or array element) and the line it starts on.
 
     Exactly one of ``value``/``error`` is meaningful: ``error`` is ``None`` for a decoded
-    value, else a short description of why the text at ``line`` is not JSON.
+    value, else a short description of why the text at ``line`` is not a usable value.
     """
 
     line: int
@@ -60,16 +78,90 @@ class Record:
     error: str | None = None
 
 
-class _Incomplete(Exception):
-    """More input is needed to decide."""
+class _Gunzip:
+    """Gzip members decompressed as they are read, never more than ``size`` at a time."""
+
+    def __init__(self, read: Any, head: bytes) -> None:
+        self._read = read
+        self._input = head
+        self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._started = True
+
+    def read(self, size: int) -> bytes:
+        while True:
+            data = self._member.unconsumed_tail or self._input
+            self._input = b""
+            if not data:
+                data = self._read(CHUNK_SIZE)
+                if not data:
+                    if self._started and not self._member.eof:
+                        raise ValueError("the gzip data is truncated")
+                    return b""
+            self._started = True
+            out = self._member.decompress(data, size)
+            if self._member.eof:
+                self._input = self._member.unused_data
+                self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._started = bool(self._input)
+            if out:
+                return out
+
+
+class _Source:
+    """The input as bytes: text streams are encoded back, gzip is decompressed. A read
+    error ends the input like its end would, and is kept in ``failure``."""
+
+    def __init__(self, stream: Readable) -> None:
+        self._stream = stream
+        self._text = not isinstance(stream.read(0), bytes)
+        self._pending = b""
+        self.failure: str | None = None
+        head = self._raw(CHUNK_SIZE)
+        while 0 < len(head) < 2:
+            more = self._raw(CHUNK_SIZE)
+            if not more:
+                break
+            head += more
+        if head[:2] == _GZIP_MAGIC and not self._text:
+            self._gunzip: _Gunzip | None = _Gunzip(self._raw, head)
+        else:
+            self._gunzip = None
+            self._pending = head
+
+    def _raw(self, size: int) -> bytes:
+        data = self._stream.read(size)
+        if isinstance(data, str):
+            return data.encode("utf-8", "surrogatepass")
+        return data
+
+    def read(self, size: int = CHUNK_SIZE) -> bytes:
+        """Up to ``size`` bytes (pushed-back bytes first); empty at the end or on failure."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        if self.failure is not None:
+            return b""
+        try:
+            return self._gunzip.read(size) if self._gunzip is not None else self._raw(size)
+        except (OSError, ValueError, EOFError, zlib.error) as error:
+            reason = str(error) or type(error).__name__
+            self.failure = f"cannot read the input: {reason}"
+            return b""
+
+    def push_back(self, data: bytes) -> None:
+        """Make ``data`` the next bytes read."""
+        self._pending = data + self._pending
+
+
+class _TooLarge(Exception):
+    """A value grew past the size limit before it ended."""
 
 
 class _Scanner:
     """A window over the decoded text, with the line number at the read position."""
 
-    def __init__(self, stream: Readable) -> None:
-        self._stream = stream
-        self._binary = isinstance(stream.read(0), bytes)
+    def __init__(self, source: _Source) -> None:
+        self._source = source
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self.buf = ""
         self.pos = 0
@@ -84,8 +176,8 @@ class _Scanner:
         if self.pos:
             self.buf = self.buf[self.pos :]
             self.pos = 0
-        raw = self._stream.read(at_least)
-        text = self._decoder.decode(raw, final=not raw) if isinstance(raw, bytes) else raw
+        raw = self._source.read(at_least)
+        text = self._decoder.decode(raw, final=not raw)
         if not raw:
             self.eof = True
         if not self._started and text:
@@ -93,6 +185,13 @@ class _Scanner:
             text = text.removeprefix("\ufeff")
         self.buf += text
         return bool(text) or not self.eof
+
+    def hand_back(self) -> None:
+        """Return the unread window to the source (for the JSON Lines reader)."""
+        pending = self._decoder.getstate()[0]
+        rest = self.buf[self.pos :].encode("utf-8", "surrogateescape")
+        self._source.push_back(rest + pending)
+        self.buf, self.pos = "", 0
 
     def advance(self, end: int) -> None:
         self.line += self.buf.count("\n", self.pos, end)
@@ -115,16 +214,9 @@ class _Scanner:
     def line_of(self, index: int) -> int:
         return self.line + self.buf.count("\n", self.pos, index)
 
-    def skip_to_line(self, line: int) -> None:
-        """Move to the start of ``line`` (or the end of input)."""
-        while self.line < line:
-            newline = self.buf.find("\n", self.pos)
-            if newline < 0:
-                self.advance(len(self.buf))
-                if not self.fill():
-                    return
-                continue
-            self.advance(newline + 1)
+    def stop(self) -> None:
+        """Read nothing more."""
+        self.buf, self.pos, self.eof = "", 0, True
 
 
 def _maybe_incomplete(error: json.JSONDecodeError, size: int) -> bool:
@@ -133,8 +225,8 @@ def _maybe_incomplete(error: json.JSONDecodeError, size: int) -> bool:
     return error.msg.startswith("Unterminated string") or error.pos >= size - 16
 
 
-def _decode_at(scanner: _Scanner, limit: int | None) -> tuple[Any, int]:
-    """Decode the value at the scanner's position, growing the window as needed."""
+def _decode_at(scanner: _Scanner, limit: int) -> tuple[Any, int]:
+    """Decode the value at the scanner's position, growing the window up to ``limit``."""
     while True:
         buf, pos = scanner.buf, scanner.pos
         try:
@@ -142,38 +234,76 @@ def _decode_at(scanner: _Scanner, limit: int | None) -> tuple[Any, int]:
         except json.JSONDecodeError as error:
             if scanner.eof or not _maybe_incomplete(error, len(buf)):
                 raise
-            if limit is not None and len(buf) - pos > limit:
-                raise
         else:
             # A number may continue past the window ("1" then "2.5"): trust a value only
             # when something other than number characters follows it.
             tail = _NUMBER_TAIL.match(buf, end)
             assert tail is not None
             if tail.end() < len(buf) or scanner.eof:
+                if end - pos > limit:
+                    raise _TooLarge
                 return value, end
+        if len(buf) - pos > limit:
+            raise _TooLarge
         scanner.fill(max(CHUNK_SIZE, len(buf) - pos))
 
 
-def _describe(error: Exception, scanner: _Scanner) -> tuple[str, int]:
-    """A value-free reason and the line the problem sits on."""
+def _too_large(line: int, limit: int) -> Record:
+    return Record(line, None, f"longer than {limit} bytes (the message size limit)")
+
+
+def _describe(error: Exception, scanner: _Scanner) -> str:
+    """A value-free reason, located when it is a syntax error."""
     if isinstance(error, json.JSONDecodeError):
         line = scanner.line_of(error.pos)
         column = error.pos - (scanner.buf.rfind("\n", 0, error.pos) + 1) + 1
-        return f"invalid JSON: {error.msg} (line {line}, column {column})", line
+        return f"invalid JSON: {error.msg} (line {line}, column {column})"
     if isinstance(error, RecursionError):
-        return "invalid JSON: nested too deeply", scanner.line
-    return f"invalid JSON: {error}", scanner.line
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {error}"
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings and keys replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            renamed = [key for key in node if _LONE_SURROGATE.search(key)]
+            for key in renamed:
+                node[_LONE_SURROGATE.sub("\ufffd", key)] = node.pop(key)
+            for key, item in node.items():
+                if isinstance(item, str):
+                    if _LONE_SURROGATE.search(item):
+                        node[key] = _LONE_SURROGATE.sub("\ufffd", item)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str):
+                    if _LONE_SURROGATE.search(item):
+                        node[index] = _LONE_SURROGATE.sub("\ufffd", item)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+    return value
 
 
 def _record(scanner: _Scanner, start_line: int, value: Any, end: int) -> Record:
     """The record for a value decoded up to ``end``; moves past it."""
-    bad = _BAD_BYTES.search(scanner.buf, scanner.pos, end) is not None
+    buf, pos = scanner.buf, scanner.pos
+    if _BAD_BYTES.search(buf, pos, end) is not None:
+        scanner.advance(end)
+        return Record(start_line, None, "invalid UTF-8")
+    if _SURROGATE_ESCAPE.search(buf, pos, end) is not None:
+        value = _replace_lone_surrogates(value)
     scanner.advance(end)
-    return Record(start_line, None, "invalid UTF-8") if bad else Record(start_line, value)
+    return Record(start_line, value)
 
 
-def _iter_array(scanner: _Scanner) -> Iterator[Record]:
-    """Elements of the array whose ``[`` is at the scanner's position."""
+def _iter_array(scanner: _Scanner, limit: int) -> Iterator[Record]:
+    """Elements of the array whose ``[`` is at the scanner's position; then the end."""
     scanner.advance(scanner.pos + 1)
     first = True
     while True:
@@ -183,12 +313,16 @@ def _iter_array(scanner: _Scanner) -> Iterator[Record]:
         char = scanner.peek()
         if char == "]":
             scanner.advance(scanner.pos + 1)
+            if scanner.skip_whitespace():
+                yield Record(
+                    scanner.line, None, "invalid JSON: unexpected data after the array's ']'"
+                )
+                scanner.stop()
             return
         if not first:
             if char != ",":
                 yield Record(scanner.line, None, "invalid JSON: expected ',' or ']' in the array")
-                scanner.advance(len(scanner.buf))
-                scanner.eof = True
+                scanner.stop()
                 return
             scanner.advance(scanner.pos + 1)
             if not scanner.skip_whitespace():
@@ -197,45 +331,152 @@ def _iter_array(scanner: _Scanner) -> Iterator[Record]:
         first = False
         start_line = scanner.line
         try:
-            value, end = _decode_at(scanner, MAX_ELEMENT_SIZE)
+            value, end = _decode_at(scanner, limit)
+        except _TooLarge:
+            yield _too_large(start_line, limit)
+            scanner.stop()  # cannot resynchronize inside an array
+            return
         except (ValueError, RecursionError) as error:
-            reason, _ = _describe(error, scanner)
-            yield Record(start_line, None, reason)
-            scanner.advance(len(scanner.buf))
-            scanner.eof = True  # cannot resynchronize inside an array
+            yield Record(start_line, None, _describe(error, scanner))
+            scanner.stop()
             return
         yield _record(scanner, start_line, value, end)
 
 
-def iter_records(stream: Readable, source: str) -> Iterator[Record]:
-    """Every top-level JSON value of ``stream`` (array elements one by one), in order.
-
-    ``stream`` may be binary (UTF-8, optional BOM) or text. Line numbers are 1-based and
-    give the line where each value starts. Blank lines are skipped. ``source`` names the
-    input in nothing but the caller's messages; it is accepted for symmetry with
-    :func:`iter_messages`.
-    """
-    del source  # records carry line numbers only
-    scanner = _Scanner(stream)
+def _iter_values(scanner: _Scanner, limit: int) -> Iterator[Record]:
+    """Whitespace-separated values (a pretty-printed document, or several)."""
     while scanner.skip_whitespace():
         start_line = scanner.line
-        if scanner.peek() == "[":
-            yield from _iter_array(scanner)
-            continue
         try:
-            value, end = _decode_at(scanner, None)
+            value, end = _decode_at(scanner, limit)
+        except _TooLarge:
+            yield _too_large(start_line, limit)
+            scanner.stop()
+            return
         except (ValueError, RecursionError) as error:
-            reason, error_line = _describe(error, scanner)
-            yield Record(start_line, None, reason)
-            # JSON Lines: resume on the next line, or on the line that broke a value
-            # spanning several lines (a truncated line followed by a good one).
-            scanner.skip_to_line(max(start_line + 1, error_line))
-            continue
+            yield Record(start_line, None, _describe(error, scanner))
+            scanner.stop()
+            return
         yield _record(scanner, start_line, value, end)
 
 
+def _line_record(raw: bytes, line: int) -> Record:
+    """The record of one JSON Lines line (not blank, not over the limit)."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return Record(line, None, "invalid UTF-8")
+    try:
+        value = _DECODER.decode(text)
+    except json.JSONDecodeError as error:
+        return Record(line, None, f"invalid JSON: {error.msg} (line {line}, column {error.colno})")
+    except RecursionError:
+        return Record(line, None, "invalid JSON: nested too deeply")
+    except ValueError as error:  # e.g. an integer with too many digits
+        return Record(line, None, f"invalid JSON: {error}")
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        value = _replace_lone_surrogates(value)
+    return Record(line, value)
+
+
+def _iter_lines(source: _Source, line: int, limit: int) -> Iterator[Record]:
+    """JSON Lines from ``source``, the first one numbered ``line``."""
+    partial: list[bytes] = []
+    size = 0
+    while True:
+        chunk = source.read(CHUNK_SIZE)
+        if not chunk:
+            break
+        pieces = chunk.split(b"\n")
+        last = pieces.pop()
+        if pieces and partial:
+            partial.append(pieces[0])
+            pieces[0] = b"".join(partial)
+            partial, size = [], 0
+        for raw in pieces:
+            if len(raw) > limit:
+                yield _too_large(line, limit)
+            elif raw and not raw.isspace():
+                yield _line_record(raw, line)
+            line += 1
+        if last:
+            partial.append(last)
+            size += len(last)
+            if size > limit:
+                yield _too_large(line, limit)
+                partial, size = [], 0
+                if not _skip_line(source):
+                    return
+                line += 1
+    if partial:
+        raw = b"".join(partial)
+        if not raw.isspace():
+            yield _line_record(raw, line)
+
+
+def _skip_line(source: _Source) -> bool:
+    """Discard input up to and including the next newline; False at the end."""
+    while True:
+        chunk = source.read(_SKIP_CHUNK)
+        if not chunk:
+            return False
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            source.push_back(chunk[newline + 1 :])
+            return True
+
+
+def _iter_input(source: _Source, limit: int) -> Iterator[Record]:
+    """Decide the format from the start of the input, then read it that way."""
+    scanner = _Scanner(source)
+    if not scanner.skip_whitespace():
+        return
+    if scanner.peek() == "[":
+        yield from _iter_array(scanner, limit)
+        return
+    start_line = scanner.line
+    newline = scanner.buf.find("\n", scanner.pos)
+    lone_brace = newline >= 0 and scanner.buf[scanner.pos : newline].strip() == "{"
+    try:
+        _, end = _decode_at(scanner, limit)
+        spans_lines = scanner.line_of(end) > start_line
+    except (ValueError, RecursionError, _TooLarge):
+        spans_lines = False
+    if spans_lines or lone_brace:
+        yield from _iter_values(scanner, limit)
+        return
+    scanner.hand_back()
+    yield from _iter_lines(source, start_line, limit)
+
+
+def iter_records(
+    stream: Readable, source: str, *, max_message_bytes: int = MAX_MESSAGE_BYTES
+) -> Iterator[Record]:
+    """Every top-level JSON value of ``stream`` (array elements one by one), in order.
+
+    ``stream`` may be binary (UTF-8, optional BOM, or gzip of it) or text. The format is
+    decided from the start (see the module docstring). Line numbers are 1-based and give
+    the line where each value starts. Blank lines are skipped. A value, line or array
+    element longer than ``max_message_bytes`` is an error record, never held whole. A
+    read error (e.g. truncated gzip) ends the input with one error record, which replaces
+    the error of the value it cut short. ``source``
+    names the input in nothing but the caller's messages; it is accepted for symmetry
+    with :func:`iter_messages`.
+    """
+    del source  # records carry line numbers only
+    reader = _Source(stream)
+    line = 1
+    for record in _iter_input(reader, max_message_bytes):
+        line = record.line
+        if record.error is not None and reader.failure is not None:
+            break  # the read error cut this value short: it is the one to report
+        yield record
+    if reader.failure is not None:
+        yield Record(line, None, reader.failure)
+
+
 def iter_messages(
-    stream: Readable, source: str
+    stream: Readable, source: str, *, max_message_bytes: int = MAX_MESSAGE_BYTES
 ) -> Iterator[tuple[int, dict[str, Any] | MessageError]]:
     """Validated messages of ``stream``, each with the line it starts on.
 
@@ -244,7 +485,7 @@ def iter_messages(
     the envelope's line with pointers under ``/batch/<index>``. A JSON syntax error is a
     :class:`MessageError` with an empty pointer.
     """
-    for record in iter_records(stream, source):
+    for record in iter_records(stream, source, max_message_bytes=max_message_bytes):
         line = record.line
         if record.error is not None:
             yield line, MessageError([FieldError("", record.error)], line=line, source=source)

@@ -87,6 +87,7 @@ class TikTokSettings:
     concurrency: int = 4
     timeout_seconds: float = 10.0
     max_attempts: int = 12
+    max_message_bytes: int = 1_048_576  # one input line/value; Segment's batch limit is 500 KB
 
     def validate(self, *, need_credentials: bool = True) -> TikTokSettings:
         """Check the settings together; raise :class:`SettingsError` naming the field."""
@@ -108,6 +109,8 @@ class TikTokSettings:
             raise SettingsError("batch_max_events: must be between 1 and 1000 (TikTok's limit)")
         if self.batch_max_bytes < 10_000:
             raise SettingsError("batch_max_bytes: must be at least 10000")
+        if self.max_message_bytes < 1024:
+            raise SettingsError("max_message_bytes: must be at least 1024")
         if self.concurrency < 1:
             raise SettingsError("concurrency: must be at least 1")
         return self

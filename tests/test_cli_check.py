@@ -71,11 +71,13 @@ def test_gzip_input(tmp_path: Path) -> None:
     assert "3" in result.output
 
 
-def test_corrupt_gzip_exits_2(tmp_path: Path) -> None:
+def test_corrupt_gzip_is_a_located_data_error_after_what_was_read(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl.gz"
     path.write_bytes(gzip.compress(b'{"a": 1}\n' * 100)[:-12])
     result = CliRunner().invoke(main, ["check", str(path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
+    assert ": cannot read the input: the gzip data is truncated\n" in result.output
+    assert "invalid JSON" not in result.output  # the cut line is not reported twice
 
 
 def test_missing_file_exits_2(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_jsonl_bad_lines_are_reported_and_reading_continues() -> None:
         (1, {"a": 1}),
         (3, {"b": 2}),
         (6, {"d": 4}),
-        (7, 1),
+        (7, [1]),  # one line, one value: an array on a line is not expanded
     ]
     errors = [(r.line, r.error) for r in got if r.error is not None]
     assert [line for line, _ in errors] == [4, 5]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from collections import Counter
 from typing import IO
 
@@ -10,19 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cdp_tiktok.jsonstream import iter_messages
+from cdp_tiktok.jsonstream import MAX_MESSAGE_BYTES, iter_messages
 from cdp_tiktok.messages import MESSAGE_TYPES, MessageError
-
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-def _open_input(stream: IO[bytes], name: str) -> IO[bytes] | gzip.GzipFile:
-    """``stream`` itself, or a gzip reader over it for ``.gz`` names or gzip bytes."""
-    peek = getattr(stream, "peek", None)
-    head = peek(2)[:2] if callable(peek) else b""
-    if name.endswith(".gz") or head == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=stream, mode="rb")
-    return stream
 
 
 def _summary(valid: Counter[str], invalid: int) -> Table:
@@ -40,11 +28,20 @@ def _summary(valid: Counter[str], invalid: int) -> Table:
 
 @click.command()
 @click.argument("file", type=click.File("rb"))
-def check(file: IO[bytes]) -> None:
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(min=1024),
+    default=MAX_MESSAGE_BYTES,
+    envvar="CDP_TIKTOK_MAX_MESSAGE_BYTES",
+    show_default=True,
+    help="Refuse a line, array element or JSON value longer than this. "
+    "Env: CDP_TIKTOK_MAX_MESSAGE_BYTES.",
+)
+def check(file: IO[bytes], max_message_bytes: int) -> None:
     """Validate the Segment messages in FILE ('-' reads standard input).
 
     FILE holds one JSON object, a JSON array, JSON Lines, or Segment batch envelopes;
-    gzip input (a .gz name or gzip bytes) is read transparently. Every invalid message is
+    gzip input (recognised by its bytes) is read transparently. Every invalid message is
     printed as FILE:LINE: /pointer: reason, then a summary by type. Exits 1 when any
     message is invalid, 0 otherwise.
     """
@@ -52,15 +49,14 @@ def check(file: IO[bytes]) -> None:
     source = "<stdin>" if name in ("-", "<stdin>") else str(name)
     valid: Counter[str] = Counter()
     invalid = 0
-    stream = _open_input(file, source)
     try:
-        for _, result in iter_messages(stream, source):
+        for _, result in iter_messages(file, source, max_message_bytes=max_message_bytes):
             if isinstance(result, MessageError):
                 invalid += 1
                 click.echo(str(result))
             else:
                 valid[str(result["type"])] += 1
-    except (OSError, EOFError) as error:  # unreadable or corrupt (e.g. truncated gzip)
+    except OSError as error:  # unreadable (a corrupt gzip is a located invalid message)
         click.echo(f"Error: cannot read {source}: {error}", err=True)
         click.get_current_context().exit(2)
     Console(highlight=False).print(_summary(valid, invalid))

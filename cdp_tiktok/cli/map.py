@@ -115,7 +115,8 @@ def map_command(
             body = build_request(key, batches.pop(key), settings.partner_name)
             out.write(_dumps(body) + "\n")
 
-        for line, item in iter_messages(file, source):
+        limit = settings.max_message_bytes
+        for line, item in iter_messages(file, source, max_message_bytes=limit):
             if isinstance(item, MessageError):
                 counts["invalid"] += 1
                 err.write(f"{item}\n")

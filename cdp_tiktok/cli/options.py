@@ -46,6 +46,12 @@ SETTING_OPTIONS: list[Callable[[F], F]] = [
         help="Region for phone numbers without a country code, e.g. US. "
         "Env: CDP_TIKTOK_DEFAULT_PHONE_REGION.",
     ),
+    click.option(
+        "--max-message-bytes",
+        type=click.IntRange(min=1024),
+        help="Refuse a line, array element or JSON value longer than this (default 1 MiB). "
+        "Env: CDP_TIKTOK_MAX_MESSAGE_BYTES.",
+    ),
 ]
 
 
@@ -68,6 +74,7 @@ def settings_from_options(options: dict[str, Any], **extra: Any) -> TikTokSettin
         "test_event_code": options.get("test_event_code"),
         "mappings": options.get("mappings"),
         "default_phone_region": options.get("default_phone_region"),
+        "max_message_bytes": options.get("max_message_bytes"),
         **extra,
     }
     try:

@@ -154,7 +154,8 @@ def _map_into_outbox(
 
     if isinstance(stream, _Available):
         stream.on_idle = flush
-    for _line, item in iter_messages(stream, source):
+    limit = settings.max_message_bytes
+    for _line, item in iter_messages(stream, source, max_message_bytes=limit):
         summary.messages += 1
         if on_read is not None and summary.messages % PROGRESS_EVERY == 0:
             on_read(summary)
