@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdp_tiktok.mapping.coerce import (
+    MAX_EVENT_ID,
     MAX_STRING,
     CoerceError,
     json_value,
     to_currency,
+    to_event_id,
     to_integer,
     to_number,
     to_string,
@@ -39,6 +41,7 @@ _PRESENT = (
 # costs no call; any other value goes to the coercer, which decides.
 _UNCHANGED: dict[Callable[[Any], Any], str] = {
     to_string: f"({{v}}.__class__ is str and len({{v}}) <= {MAX_STRING})",
+    to_event_id: f"({{v}}.__class__ is str and len({{v}}) <= {MAX_EVENT_ID})",
     # x - x == 0.0 holds for every finite float and for no infinity or NaN
     to_number: "({v}.__class__ is int or ({v}.__class__ is float and {v} - {v} == 0.0))",
     to_integer: "{v}.__class__ is int",

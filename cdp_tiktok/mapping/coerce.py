@@ -16,6 +16,7 @@ wrong id); lists longer than :data:`MAX_ITEMS` are truncated; values nested deep
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from typing import Any, Final
 from cdp_tiktok.messages import iso_utc_seconds, parse_timestamp
 
 MAX_STRING: Final = 4096
+#: Longest ``event_id`` sent as is; a longer id is sent as its SHA-256 hex (TikTok
+#: documents no limit; ids a site passes to the Pixel are far shorter).
+MAX_EVENT_ID: Final = 128
 MAX_ITEMS: Final = 1000
 MAX_DEPTH: Final = 8
 
@@ -77,6 +81,15 @@ def to_string(value: Any) -> str:
     if not math.isfinite(value):
         raise CoerceError("a non-finite number is not text")
     return str(int(value)) if value.is_integer() else repr(value)
+
+
+def to_event_id(value: Any) -> str:
+    """A deduplication id: text as :func:`to_string` makes it, except that text longer
+    than :data:`MAX_EVENT_ID` characters (of any length) becomes the SHA-256 hex of its
+    UTF-8 bytes, so the same long id always gives the same ``event_id``."""
+    if isinstance(value, str) and len(value) > MAX_EVENT_ID:
+        return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return to_string(value)
 
 
 def to_number(value: Any) -> int | float:
@@ -201,6 +214,7 @@ def json_value(value: Any, depth: int = 0) -> Any:
 
 COERCERS: Final[dict[str, Callable[[Any], Any]]] = {
     "string": to_string,
+    "event_id": to_event_id,
     "number": to_number,
     "integer": to_integer,
     "currency": to_currency,
@@ -211,7 +225,6 @@ COERCERS: Final[dict[str, Callable[[Any], Any]]] = {
 }
 
 _STRINGS = (
-    "event_id",
     "properties.order_id",
     "properties.shop_id",
     "properties.content_type",
@@ -242,6 +255,7 @@ _STRINGS = (
 #: Paths not listed (custom properties) are typed ``any``: JSON kept, caps applied.
 FIELD_TYPES: Final[dict[str, str]] = {
     **dict.fromkeys(_STRINGS, "string"),
+    "event_id": "event_id",
     "event_time": "timestamp",
     "limited_data_use": "boolean",
     "properties.value": "number",
