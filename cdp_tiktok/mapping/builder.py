@@ -18,6 +18,7 @@ from cdp_tiktok.mapping.coerce import (
     FIELD_TYPES,
     MAX_DEPTH,
     MAX_ITEMS,
+    MAX_LOOP_ITEMS,
     CoerceError,
     coercer_for,
 )
@@ -59,6 +60,7 @@ class SpecCompiler:
         self.compiler = compiler
         self.report = report
         self.label = label
+        self._loop_items = 1  # items the loops around the spec being compiled may make
 
     def value(
         self, raw: Any, at: Path, target: str, roots: Collection[str], depth: int = 0
@@ -80,7 +82,8 @@ class SpecCompiler:
                 hit: Node = cached[1]
                 return hit
             if isinstance(raw, str):
-                leaf = self.compiler.compile_text(raw, self.report, at, roots)
+                label = f"{self.label}: {target}"
+                leaf = self.compiler.compile_text(raw, self.report, at, roots, label)
                 node = None if leaf is None else Node(leaf=leaf)
             else:
                 node = self._alternatives(raw, at, target, roots, depth)
@@ -211,14 +214,28 @@ class SpecCompiler:
         if var in MESSAGE_FIELDS or var in ("settings", "loop"):
             self.report.error((*at, "for"), f"loop variable {var!r} hides a message field")
             return None
-        source = self.compiler.compile_text(source_text, self.report, (*at, "for"), roots)
-        item_target = f"{target}[]"
-        item = self.value(raw["item"], (*at, "item"), item_target, {*roots, var}, depth + 1)
+        label = f"{self.label}: {target}"
+        source = self.compiler.compile_text(
+            source_text, self.report, (*at, "for"), roots, f"{label}: for"
+        )
+        limit = int(raw.get("limit", MAX_ITEMS))
+        outer = self._loop_items
+        if outer * limit > MAX_LOOP_ITEMS:
+            self.report.error(
+                (*at, "for"),
+                f"{label}: nested loops may make {outer * limit:,} items per message "
+                f"(at most {MAX_LOOP_ITEMS:,}); give the loops a smaller `limit`",
+            )
+            return None
+        self._loop_items = outer * limit
+        try:
+            item = self.value(raw["item"], (*at, "item"), f"{target}[]", {*roots, var}, depth + 1)
+        finally:
+            self._loop_items = outer
         if source is None or item is None:
             return None
-        limit = int(raw.get("limit", MAX_ITEMS))
+        item_target = f"{target}[]"
         coerce = coercer_for(item_target) if item.leaf is not None else None
-        label = f"{self.label}: {target}"
         item_leaf, item_build = item.leaf, item.build
 
         def build(scope: Mapping[str, Any], warnings: list[str]) -> Any:

@@ -30,6 +30,9 @@ MAX_STRING: Final = 4096
 MAX_EVENT_ID: Final = 128
 MAX_ITEMS: Final = 1000
 MAX_DEPTH: Final = 8
+#: Items nested ``for`` loops of one output spec may make per message (product of their
+#: ``limit``s), checked when the file is loaded.
+MAX_LOOP_ITEMS: Final = 10_000
 
 _INT_TEXT = re.compile(r"[+-]?\d+")
 _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")

@@ -16,6 +16,13 @@ only: ``a.b`` reads key ``b`` of object ``a`` and nothing else (no Python attrib
 method or function calls), comparisons are typed (``"3" == 3`` is false, ``"3" < 4`` is
 an error), arithmetic needs numbers. Attribute names starting with ``_`` and calls are
 refused when the file is validated; the sandbox refuses them again at run time.
+
+Templates are bounded for every message (:data:`MAX_STRING` characters of text from
+``~``, ``replace``, ``join`` or the template's output; :data:`MAX_LOOP_ITERATIONS`
+``{% for %}`` iterations per evaluation; expressions nested at most
+:data:`MAX_NESTING` levels). Jinja's constant folding is off, so nothing runs while a
+file is compiled except the one bounded evaluation of values that read no message data
+(:meth:`Compiler.compile_text`), whose failure is a load error.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from jinja2 import nodes
 from jinja2.environment import Template
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.parser import Parser
-from jinja2.runtime import Undefined
+from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import pass_context
 from jinja2.visitor import NodeTransformer
 
 from cdp_tiktok.mapping.coerce import MAX_ITEMS, MAX_STRING, value_kind
@@ -77,6 +85,11 @@ SETTINGS_FIELDS: Final = frozenset(
     }
 )  # fmt: skip
 _FORBIDDEN_ATTRS: Final = frozenset({"mro"})
+#: ``{% for %}`` iterations one evaluation of a template may run (all its loops together).
+MAX_LOOP_ITERATIONS: Final = 10_000
+#: Deepest nesting of an expression (parentheses, operators, filters).
+MAX_NESTING: Final = 50
+_BUDGET: Final = "_loop_budget"  # scope key of the loop budget ('_' names are unreadable)
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _SEGMENT = r"(?:\.[A-Za-z0-9_]+|\[\s*(?:-?\d+|\"[^\"\\]*\"|'[^'\\]*')\s*\])"
@@ -288,7 +301,11 @@ class Compiler:
         settings: Mapping[str, Any],
     ) -> None:
         self.settings = dict(settings)
-        env = MappingEnvironment(undefined=_Missing, autoescape=False, cache_size=0)
+        # optimized=False: Jinja would otherwise fold constant expressions while
+        # compiling, outside every bound (a chain of replace filters at load).
+        env = MappingEnvironment(
+            undefined=_Missing, autoescape=False, cache_size=0, optimized=False
+        )
         env.globals.clear()
         env.globals["settings"] = self.settings
         kept = {name: env.filters[name] for name in JINJA_FILTERS if name in env.filters}
@@ -302,7 +319,11 @@ class Compiler:
                 self.plain[name] = _plugin_filter(name, function)
         for name, function in self.plain.items():
             env.filters[name] = _jinja_filter(env, name, function)
+        for name in _GROWING_FILTERS & set(kept):
+            env.filters[name] = _capped_filter(env.filters[name])
         env.filters["_typed_compare"] = typed_compare
+        env.filters["_concat"] = _concat
+        env.filters["_loop_items"] = _loop_items
         self.builtin_filters = frozenset(builtin)
         self._refused = False
         self.leaf_cache: dict[tuple[int, frozenset[str]], tuple[Any, Any]] = {}
@@ -310,8 +331,11 @@ class Compiler:
 
     # --- parsing and static checks ---------------------------------------------------
 
-    def parse_expression(self, source: str, report: Reporter, at: Path) -> nodes.Expr | None:
+    def parse_expression(
+        self, source: str, report: Reporter, at: Path, label: str = ""
+    ) -> nodes.Expr | None:
         """Parse one expression; report a syntax error at ``at`` and return ``None``."""
+        deep = f"{label + ': ' if label else ''}expression nested more than {MAX_NESTING} levels"
         try:
             parser = Parser(self.env, source, state="variable")
             expr = parser.parse_expression()
@@ -321,6 +345,12 @@ class Compiler:
                 return None
         except TemplateError as exc:
             report.error(at, f"invalid expression {source!r}: {exc.message or exc}")
+            return None
+        except RecursionError:
+            report.error(at, deep)
+            return None
+        if _too_deep(expr):
+            report.error(at, deep)
             return None
         return expr
 
@@ -440,18 +470,20 @@ class Compiler:
 
     def compile_jinja(self, expr: nodes.Expr) -> Value:
         """Compile a checked expression AST with Jinja only (the reference route)."""
-        expr = _TypedComparisons().visit(expr)
+        data_free = not _reads_message(expr)
+        expr = _Bounded().visit(_TypedComparisons().visit(expr))
         body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
         template = self.env.from_string(nodes.Template(body, lineno=1))
-        return _jinja_value(template, expression=True)
+        return _jinja_value(template, expression=True, data_free=data_free)
 
     def compile_template(
-        self, source: str, report: Reporter, at: Path, roots: Collection[str]
+        self, source: str, report: Reporter, at: Path, roots: Collection[str], label: str = ""
     ) -> Value | None:
         """Compile a text template (``{{ … }}`` inside text); ``None`` after reporting."""
+        deep = f"{label + ': ' if label else ''}template nested more than {MAX_NESTING} levels"
         whole = re.fullmatch(r"\{\{(.*)\}\}", source.strip(), re.DOTALL)
         if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
-            expr = self.parse_expression(whole.group(1), report, at)
+            expr = self.parse_expression(whole.group(1), report, at, label)
             if expr is None or not self.check(expr, report, at, roots):
                 return None
             return self.compile_checked(expr, report, at)
@@ -460,27 +492,47 @@ class Compiler:
         except TemplateError as exc:
             report.error(at, f"invalid template: {exc.message or exc}")
             return None
+        except RecursionError:
+            report.error(at, deep)
+            return None
+        if _too_deep(tree):
+            report.error(at, deep)
+            return None
         if not self.check(tree, report, at, roots):
             return None
-        tree = _TypedComparisons().visit(tree)
+        data_free = not _reads_message(tree)
+        tree = _Bounded().visit(_TypedComparisons().visit(tree))
         try:
             template = self.env.from_string(tree)
-        except TemplateError as exc:
-            report.error(at, f"invalid template: {exc.message or exc}")
+        except (TemplateError, RecursionError) as exc:
+            report.error(at, f"invalid template: {getattr(exc, 'message', None) or exc}")
             return None
-        return _jinja_value(template, expression=False)
+        return _jinja_value(template, expression=False, data_free=data_free)
 
     def compile_text(
-        self, source: str, report: Reporter, at: Path, roots: Collection[str]
+        self, source: str, report: Reporter, at: Path, roots: Collection[str], label: str = ""
     ) -> Value | None:
         """Compile a value written as text: a template when it holds ``{{``/``{%``,
-        otherwise an expression (plain paths read directly). ``None`` after reporting."""
+        otherwise an expression (plain paths read directly). ``None`` after reporting.
+
+        A value that reads no message data is evaluated once, here, within the same
+        bounds as at run time: if that fails (output or loop cap, a type error), it
+        would fail for every message, so it is an error now, prefixed with ``label``.
+        """
         if _TEMPLATE_MARK.search(source):
-            return self.compile_template(source, report, at, roots)
-        expr = self.parse_expression(source, report, at)
-        if expr is None or not self.check(expr, report, at, roots):
-            return None
-        return self.compile_checked(expr, report, at)
+            value = self.compile_template(source, report, at, roots, label)
+        else:
+            expr = self.parse_expression(source, report, at, label)
+            if expr is None or not self.check(expr, report, at, roots):
+                return None
+            value = self.compile_checked(expr, report, at)
+        if value is not None and getattr(value, "jinja_data_free", False):
+            try:
+                value({})
+            except EvalError as exc:
+                report.error(at, f"{label}: {exc}" if label else str(exc))
+                return None
+        return value
 
     def compile_checked(self, expr: nodes.Expr, report: Reporter, at: Path) -> Value | None:
         """:meth:`compile_node`, reporting a compilation error instead of raising."""
@@ -705,19 +757,28 @@ def _jinja_filter(
     return call
 
 
-def _jinja_value(template: Template, *, expression: bool) -> Value:
+def _jinja_value(template: Template, *, expression: bool, data_free: bool) -> Value:
     render = template.root_render_func
     new_context = template.new_context
 
     def run(scope: Mapping[str, Any]) -> Any:
-        context = new_context(dict(scope))
+        variables = dict(scope)
+        variables[_BUDGET] = [MAX_LOOP_ITERATIONS]
+        context = new_context(variables)
         try:
             if expression:
                 for _ in render(context):
                     pass
                 result = context.vars.get("result")
             else:
-                result = "".join(render(context))
+                parts = []
+                size = 0
+                for part in render(context):
+                    size += len(part)
+                    if size > MAX_STRING:
+                        _fail(f"template output longer than {MAX_STRING} characters")
+                    parts.append(part)
+                result = "".join(parts)
         except UndefinedError:
             return ABSENT
         except SecurityError as exc:
@@ -726,10 +787,100 @@ def _jinja_value(template: Template, *, expression: bool) -> Value:
             raise
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             raise EvalError(f"{type(exc).__name__} while evaluating") from None
+        except (RecursionError, MemoryError):
+            raise EvalError("the template is too large to evaluate") from None
         if isinstance(result, Undefined):
             return ABSENT
         if isinstance(result, tuple):
             return list(result)
         return result
 
+    run.jinja_data_free = data_free  # type: ignore[attr-defined]
     return run
+
+
+def _reads_message(tree: nodes.Node) -> bool:
+    """True unless ``tree`` reads only constants, settings and its own variables (then
+    one evaluation at load tells how every evaluation ends)."""
+    local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    local |= {"loop", "settings"}
+    return any(n.ctx == "load" and n.name not in local for n in tree.find_all(nodes.Name))
+
+
+#: Jinja filters whose text result can be much longer than their input.
+_GROWING_FILTERS: Final = frozenset({"replace", "join", "urlencode"})
+
+
+def _capped_filter(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` refusing a text result longer than :data:`MAX_STRING`; ``replace``
+    is refused before it runs when its result would be too long."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        text, old, new = (*args[1:4], None, None, None)[:3]
+        if (
+            function.__name__ == "do_replace"
+            and isinstance(text, str)
+            and isinstance(old, str)
+            and isinstance(new, str)
+        ):
+            hits = text.count(old) if old else len(text) + 1
+            if len(text) + hits * (len(new) - len(old)) > MAX_STRING:
+                _fail(f"replace would make text longer than {MAX_STRING} characters")
+        result = function(*args, **kwargs)
+        if isinstance(result, str) and len(result) > MAX_STRING:
+            _fail(f"text longer than {MAX_STRING} characters")
+        return result
+
+    pass_arg = getattr(function, "jinja_pass_arg", None)
+    if pass_arg is not None:
+        call.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    call.__name__ = function.__name__
+    return call
+
+
+def _concat(parts: list[Any]) -> str:
+    """``a ~ b ~ …`` as text, refused beyond :data:`MAX_STRING` characters."""
+    texts = [str(part) for part in parts]
+    if sum(len(text) for text in texts) > MAX_STRING:
+        _fail(f"text longer than {MAX_STRING} characters (~)")
+    return "".join(texts)
+
+
+@pass_context
+def _loop_items(context: Context, items: Any) -> Any:
+    """The items of a ``{% for %}``, counted against the evaluation's loop budget."""
+    budget = context.get(_BUDGET)
+    if isinstance(items, Undefined) or budget is None:
+        return
+    for item in items:
+        if budget[0] <= 0:
+            _fail(f"template loops ran more than {MAX_LOOP_ITERATIONS} times")
+        budget[0] -= 1
+        yield item
+
+
+class _Bounded(NodeTransformer):
+    """Routes ``~`` through :func:`_concat` and every ``{% for %}`` through
+    :func:`_loop_items`, so both are bounded at run time."""
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        items = nodes.List(list(node.nodes), lineno=node.lineno)
+        return nodes.Filter(items, "_concat", [], [], None, None, lineno=node.lineno)
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, "_loop_items", [], [], None, None, lineno=node.lineno)
+        return node
+
+
+def _too_deep(tree: nodes.Node) -> bool:
+    """True when ``tree`` nests more than :data:`MAX_NESTING` expression levels."""
+    stack: list[tuple[nodes.Node, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return True
+        below = depth + 1 if isinstance(node, nodes.Expr) else depth
+        stack.extend((child, below) for child in node.iter_child_nodes())
+    return False
