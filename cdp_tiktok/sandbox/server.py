@@ -1,7 +1,12 @@
-"""The sandbox HTTP server: stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive.
+"""The sandbox HTTP server: stdlib ``HTTPServer``, HTTP/1.1 keep-alive, bounded threads.
 
 Routes: ``POST /open_api/v1.3/event/track/`` (TikTok's endpoint), and for inspection
 ``GET /sandbox/events[?since=N]``, ``GET /sandbox/stats``, ``POST /sandbox/reset``.
+
+A crowd is queued, not refused: the listen backlog holds :data:`LISTEN_BACKLOG`
+connections, accepted connections wait for one of :data:`MAX_CONNECTIONS` worker
+threads (the thread count never grows past it), and a connection that sends nothing for
+``read_timeout`` seconds (a slow client, or an idle keep-alive) is closed.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,6 +29,13 @@ from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
 from cdp_tiktok.tiktok.payload import ENDPOINT_PATH
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before the server accepts them."""
+MAX_CONNECTIONS = 256
+"""Connections served at once (one worker thread each); more wait in the queue."""
+READ_TIMEOUT = 30.0
+"""Seconds a connection may stay silent (mid-request or idle keep-alive) before it is
+closed; longer than any client's keep-alive pause between batches."""
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -30,24 +43,49 @@ def _json(status: int, value: Any) -> Reply:
     return Reply(status, _dumps(value).encode("utf-8"))
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """Tracks open connections so :meth:`close_connections` can end idle keep-alives."""
+class _HTTPServer(HTTPServer):
+    """Serves each connection on a bounded pool of worker threads; tracks open
+    connections so :meth:`close_connections` can end idle keep-alives."""
 
-    daemon_threads = True
-    block_on_close = False
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], api: TrackApi, log: Callable[[str], None] | None):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        api: TrackApi,
+        log: Callable[[str], None] | None,
+        read_timeout: float,
+    ):
         self.api = api
         self.log = log
+        self.read_timeout = read_timeout
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self._workers = ThreadPoolExecutor(MAX_CONNECTIONS, "cdp-tiktok-sandbox-connection")
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Queue the connection for a worker thread (the accept loop never waits)."""
         with self._open_lock:
             self._open.add(request)
-        super().process_request(request, client_address)
+        request.settimeout(self.read_timeout)  # a silent client is cut off
+        self._workers.submit(self._serve, request, client_address)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except OSError:
+            pass  # the client went away mid-answer
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Close the listening socket; queued connections are dropped, not served."""
+        super().server_close()
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
@@ -147,6 +185,8 @@ class SandboxServer:
     probabilities per request drawn from ``random.Random(seed)``; ``latency_ms`` delays
     every answer; any batch holding an event_id in ``poison`` fails with 40002.
     ``allowed_source_ids`` (``None`` = any) answers 40001 for other event_source_ids.
+    At most :data:`MAX_CONNECTIONS` connections are served at once (others queue); one
+    silent for ``read_timeout`` seconds is closed.
     Usable as a context manager (start on enter, stop on exit).
     """
 
@@ -166,6 +206,7 @@ class SandboxServer:
         allowed_source_ids: Iterable[str] | None = None,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         log: Callable[[str], None] | None = None,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         faults = Faults(throttle_rate, error_rate, drop_rate, latency_ms, frozenset(poison))
         self._store = EventStore(None if record_path is None else Path(record_path), memory_limit)
@@ -178,6 +219,7 @@ class SandboxServer:
         )
         self._address = (host, port)
         self._log = log
+        self._read_timeout = read_timeout
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -200,7 +242,7 @@ class SandboxServer:
         """Bind and serve from a background thread; returns ``self``."""
         if self._httpd is not None:
             return self
-        self._httpd = _HTTPServer(self._address, self._api, self._log)
+        self._httpd = _HTTPServer(self._address, self._api, self._log, self._read_timeout)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.1},
