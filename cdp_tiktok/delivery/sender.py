@@ -16,7 +16,9 @@ access token never appears in a log line, an attempt message or an error.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,8 +44,28 @@ _MASK = "***"
 
 
 def scrub(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` masked (no-op for an empty secret)."""
-    return text.replace(secret, _MASK) if secret and secret in text else text
+    """``text`` with every occurrence of ``secret`` masked, in any letter case (no-op for
+    an empty secret)."""
+    if not secret or not text or secret.casefold() not in text.casefold():
+        return text
+    return _secret_pattern(secret).sub(_MASK, text)
+
+
+@functools.lru_cache(maxsize=16)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    return re.compile(re.escape(secret), re.IGNORECASE)
+
+
+def masked(verdict: Verdict, secret: str) -> Verdict:
+    """``verdict`` with ``secret`` masked in every text it carries from the answer."""
+    request_id = verdict.request_id
+    clean = replace(
+        verdict,
+        message=scrub(verdict.message, secret),
+        reason=scrub(verdict.reason, secret),
+        request_id=None if request_id is None else scrub(request_id, secret),
+    )
+    return verdict if clean == verdict else clean
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -207,14 +229,21 @@ def attempt_of(verdict: Verdict, at: float, secret: str) -> Attempt:
     )
 
 
-def classify_response(classify: ClassifyFn, response: Response, batch_size: int) -> Verdict:
-    """Classify ``response``; a ``Retry-After`` header fills a verdict that has none."""
+def classify_response(
+    classify: ClassifyFn, response: Response, batch_size: int, secret: str = ""
+) -> Verdict:
+    """Classify ``response``; a ``Retry-After`` header fills a verdict that has none.
+
+    The one place a verdict is made from an answer: ``secret`` (the access token) is
+    masked here, in any case, in the message, reason and request id, so every outbox
+    backend, log line and printer only ever receives masked text.
+    """
     verdict = classify(response.status, response.body, response.error, batch_size)
     if verdict is None:
         raise RuntimeError("no plugin classified the response (cdp_classify_response gave None)")
     if verdict.retry_after is None and response.retry_after is not None:
         verdict = replace(verdict, retry_after=response.retry_after)
-    return verdict
+    return masked(verdict, secret)
 
 
 def halves(batch: Batch) -> list[Batch]:

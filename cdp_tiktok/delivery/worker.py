@@ -409,7 +409,9 @@ class _Run:
         name = batch.key.destination
         route = self.routes[name]
         route.in_flight -= 1
-        verdict = classify_response(self.o._classify, future.result(), len(batch.items))
+        verdict = classify_response(
+            self.o._classify, future.result(), len(batch.items), route.secret
+        )
         if verdict.outcome is Outcome.THROTTLED:
             route.limiter.throttled()
         elif verdict.outcome is Outcome.DELIVERED:
