@@ -175,42 +175,15 @@ def test_nested_output_loops_are_capped_when_the_file_is_loaded(tmp_path: Path) 
 
 # --- 8.8: a YAML syntax error is reported once ----------------------------------------
 
-SHARED_BEFORE = """version: 1
-rules:
-  - name: a
-    when: type == 'track'
-    event: Purchase
-    user: &keys {email: properties.email}
-  - name: b
-    when: x
-    event: [
-  - name: c
-    when: type == 'page'
-    event: ViewContent
-    user: *keys
-"""
-IN_HEADER = """version: 1
-common: &keys {email: properties.email}
-rules:
-  - name: b
-    when: x
-    event: [
-  - name: c
-    when: type == 'page'
-    event: ViewContent
-    user: *keys
-"""
-IN_BROKEN_RULE = """version: 1
-rules:
-  - name: b
-    when: x
-    event: [
-    user: &keys {email: properties.email}
-  - name: c
-    when: type == 'page'
-    event: ViewContent
-    user: *keys
-"""
+BROKEN_B = "  - name: b\n    when: x\n    event: [\n"
+RULE_C = "  - name: c\n    when: type == 'page'\n    event: ViewContent\n    user: *keys\n"
+ANCHOR = "&keys {email: properties.email}"
+SHARED_BEFORE = (
+    f"version: 1\nrules:\n  - name: a\n    when: type == 'track'\n    event: Purchase\n"
+    f"    user: {ANCHOR}\n{BROKEN_B}{RULE_C}"
+)
+IN_HEADER = f"version: 1\ncommon: {ANCHOR}\nrules:\n{BROKEN_B}{RULE_C}"
+IN_BROKEN_RULE = f"version: 1\nrules:\n{BROKEN_B}    user: {ANCHOR}\n{RULE_C}"
 
 
 @pytest.mark.parametrize(
