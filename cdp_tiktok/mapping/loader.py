@@ -218,14 +218,22 @@ def load_yaml_recovering(text: str) -> Located:
     lost_anchors: set[str] = set()  # anchors defined in broken items
     for k in range(len(items)):
         chunk = range(bounds[k], bounds[k + 1])
-        part = load_yaml(only(kept | set(chunk)))
-        new_items = part.data.get("rules") if isinstance(part.data, dict) else None
-        if isinstance(new_items, list) and len(new_items) > len(rules):
-            for index in range(len(rules), len(new_items)):
-                rules.append(new_items[index])
+        part = load_yaml(only(chunk))
+        new_items = part.data if isinstance(part.data, list) else None
+        prefix: Path = ()
+        base = 0
+        if new_items is None and any("undefined alias" in m for _, m in part.errors):
+            # its anchors may be in the header or in good items: read it after them
+            part = load_yaml(only(kept | set(chunk)))
+            new_items = part.data.get("rules") if isinstance(part.data, dict) else None
+            prefix, base = ("rules",), len(rules)
+        if isinstance(new_items, list) and len(new_items) > base:
+            for item_index in range(base, len(new_items)):
+                index = len(rules)
+                rules.append(new_items[item_index])
                 for path, where in part.lines.items():
-                    if path[:2] == ("rules", index):
-                        result.lines[path] = where
+                    if path[: len(prefix) + 1] == (*prefix, item_index):
+                        result.lines[("rules", index, *path[len(prefix) + 1 :])] = where
             # structural errors (duplicate keys...) of this item; the rest was reported
             result.errors.extend((line, m) for line, m in part.errors if line - 1 in chunk)
             kept |= set(chunk)
