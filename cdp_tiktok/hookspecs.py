@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from cdp_tiktok.delivery.outbox import Outbox
     from cdp_tiktok.destination import Destination
     from cdp_tiktok.events import BatchKey, OutgoingEvent, Verdict
+    from cdp_tiktok.identity import IdentityStore
 
 PROJECT = "cdp_tiktok"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -66,6 +68,32 @@ def cdp_register_mapping_dirs(register: Callable[[Path], None]) -> None:
     Called once when mappings are loaded. Files in registered directories are loaded
     after the configured mapping directory, in registration order, and validated with
     the same schema; an error names the file and line.
+    """
+
+
+@hookspec
+def cdp_register_outbox_backends(register: Callable[[str, Callable[[str], Outbox]], None]) -> None:
+    """Register outbox backends by URL scheme.
+
+    Called once per process, the first time an outbox is opened (see
+    :func:`cdp_tiktok.backends.open_outbox`). ``register(scheme, factory)``: an outbox url
+    whose scheme (the part before ``://``) is ``scheme`` is opened by ``factory(url)``,
+    which returns a new :class:`~cdp_tiktok.delivery.outbox.Outbox` or raises
+    ``ValueError`` naming the url. A scheme registered twice is an error naming both
+    plugins. The built-ins register ``sqlite``, ``memory`` and ``postgresql``.
+    """
+
+
+@hookspec
+def cdp_register_identity_stores(
+    register: Callable[[str, Callable[[str, float], IdentityStore]], None],
+) -> None:
+    """Register identity store backends by URL scheme.
+
+    Same contract as :func:`cdp_register_outbox_backends`; ``factory(url, ttl_seconds)``
+    returns a new :class:`~cdp_tiktok.identity.IdentityStore` whose entries expire after
+    ``ttl_seconds``. The store must keep the privacy guarantees of
+    :mod:`cdp_tiktok.identity` (only SHA-256 ids and 64-hex keys at rest).
     """
 
 

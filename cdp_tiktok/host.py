@@ -161,7 +161,7 @@ class Host:
         )
         self.hooks = HookFacade(self.pm)
         if isinstance(identity, str):
-            from cdp_tiktok.identity import open_identity_store
+            from cdp_tiktok.backends import open_identity_store
 
             identity = open_identity_store(identity, self.settings.identity_ttl_days * 86400.0)
         self.identity = identity

@@ -14,9 +14,10 @@ Privacy guarantees, for every store:
 * :meth:`IdentityStore.forget` deletes everything known about a person: the given ids
   and every id linked to them.
 
-Stores: ``sqlite:///path`` (default; one file, WAL, safe for several processes) and
-``memory://`` (tests). The :class:`IdentityStore` protocol leaves room for others
-(e.g. Redis).
+Stores are found by url scheme (:func:`cdp_tiktok.backends.open_identity_store`):
+``sqlite:///path`` (default; one file, WAL, safe for several processes), ``memory://``
+(tests) and ``postgresql://`` (:mod:`cdp_tiktok.postgres_identity`, many machines). A
+plugin adds others (e.g. Redis) with the ``cdp_register_identity_stores`` hook.
 """
 
 from __future__ import annotations
@@ -394,16 +395,3 @@ class SQLiteIdentityStore:
 
 def _link_rows(a: str, b: str, at: float) -> list[tuple[Any, ...]]:
     return [(a, b, at), (b, a, at)]
-
-
-def open_identity_store(url: str, ttl_seconds: float) -> IdentityStore:
-    """Open the store named by ``url``: ``sqlite:///relative/path``,
-    ``sqlite:////absolute/path`` or ``memory://``. Entries expire after ``ttl_seconds``."""
-    if ttl_seconds <= 0:
-        raise ValueError("identity ttl must be positive")
-    if url == "memory://":
-        return MemoryIdentityStore(ttl_seconds)
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and len(url) > len(prefix):
-        return SQLiteIdentityStore(url[len(prefix) :], ttl_seconds)
-    raise ValueError(f"unsupported identity store URL {url!r}: use sqlite:///path or memory://")

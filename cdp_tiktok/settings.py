@@ -88,6 +88,7 @@ class TikTokSettings:
     timeout_seconds: float = 10.0
     max_attempts: int = 12
     max_message_bytes: int = 1_048_576  # one input line/value; Segment's batch limit is 500 KB
+    dedup_window_hours: float = 48.0
 
     def validate(self, *, need_credentials: bool = True) -> TikTokSettings:
         """Check the settings together; raise :class:`SettingsError` naming the field."""
@@ -113,6 +114,8 @@ class TikTokSettings:
             raise SettingsError("max_message_bytes: must be at least 1024")
         if self.concurrency < 1:
             raise SettingsError("concurrency: must be at least 1")
+        if not 0 <= self.dedup_window_hours <= 168:
+            raise SettingsError("dedup_window_hours: must be between 0 and 168 (7 days)")
         return self
 
 

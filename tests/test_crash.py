@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from cdp_tiktok.delivery.outbox import open_outbox
+from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.events import OutgoingEvent
 from cdp_tiktok.sandbox.server import SandboxServer
 from tests.helpers_delivery import key_for, mapped_event

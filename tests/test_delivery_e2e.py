@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp_tiktok.delivery.outbox import open_outbox
+from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.delivery.retry import RatePolicy, RetryPolicy
 from cdp_tiktok.delivery.worker import Deliverer
 from cdp_tiktok.events import OutgoingEvent

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from cdp_tiktok.backends import open_identity_store
 from cdp_tiktok.destination import Destination
 from cdp_tiktok.events import MapResult
 from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.host import Host
-from cdp_tiktok.identity import open_identity_store
 from cdp_tiktok.mapping import MappingLoadError
 from cdp_tiktok.matchkeys import sha256_hex
 from cdp_tiktok.settings import TikTokSettings

@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cdp_tiktok.backends import open_identity_store
 from cdp_tiktok.cli import main
+from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.identity import (
     MAX_VALUES_PER_KEY,
     IdentityStore,
+    MemoryIdentityStore,
     SQLiteIdentityStore,
     enrich_user,
-    open_identity_store,
 )
 from cdp_tiktok.matchkeys import normalize_user, sha256_hex
 
@@ -240,6 +242,18 @@ def test_several_processes_share_one_sqlite_file(tmp_path: Path) -> None:
 def test_unsupported_urls_are_rejected(url: str) -> None:
     with pytest.raises(ValueError, match="unsupported identity store URL"):
         open_identity_store(url, ttl_seconds=DAY)
+
+
+class RedisStores:
+    @hookimpl
+    def cdp_register_identity_stores(self, register: Any) -> None:
+        register("redis", lambda url, ttl: MemoryIdentityStore(ttl))
+
+
+def test_a_plugin_registers_an_identity_store_by_scheme() -> None:
+    store = open_identity_store("redis://localhost", ttl_seconds=DAY, plugins=[RedisStores()])
+    assert isinstance(store, MemoryIdentityStore)
+    store.close()
 
 
 def test_ttl_must_be_positive() -> None:

@@ -10,13 +10,16 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
-from cdp_tiktok.delivery.outbox import EncodedEvent, Outbox, OutboxStats, open_outbox
+from cdp_tiktok.delivery.outbox import EncodedEvent, Outbox, OutboxStats, RecordState
 from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.tiktok.payload import encode_event
 
 WEB = BatchKey("TikTok", "web", "CPIXEL0000000000000A")
@@ -308,10 +311,51 @@ def test_open_outbox_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for box in (relative, absolute, memory):
         box.close()
 
-    for url in ("redis://localhost", "sqlite://", "sqlite:///", "outbox.db"):
+    for url in ("redis://localhost", "outbox.db"):
         with pytest.raises(ValueError) as info:
             open_outbox(url)
-        assert repr(url) in str(info.value) and "memory://" in str(info.value)
+        assert repr(url) in str(info.value) and "memory://, " in str(info.value)
+    for url in ("sqlite://", "sqlite:///"):
+        with pytest.raises(ValueError, match="sqlite:////absolute") as info:
+            open_outbox(url)
+        assert repr(url) in str(info.value)
+
+
+class KafkaPlugin:
+    """A third-party backend: registers a scheme, knows nothing of ours."""
+
+    opened: list[str] = []
+
+    @hookimpl
+    def cdp_register_outbox_backends(self, register: Any) -> None:
+        def factory(url: str) -> Outbox:
+            self.opened.append(url)
+            return MemoryOutbox()
+
+        register("kafka", factory)
+
+
+def test_a_plugin_registers_an_outbox_backend_by_scheme() -> None:
+    box = open_outbox("kafka://broker/topic", plugins=[KafkaPlugin()])
+    assert KafkaPlugin.opened == ["kafka://broker/topic"] and isinstance(box, MemoryOutbox)
+    with pytest.raises(ValueError, match="kafka://"):
+        open_outbox("kafka://broker/topic")  # not registered without the plugin
+
+
+class SqliteAgain:
+    @hookimpl
+    def cdp_register_outbox_backends(self, register: Any) -> None:
+        register("SQLite", lambda url: MemoryOutbox())
+
+
+def test_a_scheme_registered_twice_names_both_plugins() -> None:
+    with pytest.raises(ValueError, match=r"'sqlite' registered by both .*sqlite_outbox"):
+        open_outbox("sqlite:///x.db", plugins=[SqliteAgain()])
+
+
+def test_the_interface_module_imports_no_backend() -> None:
+    source = (REPO / "cdp_tiktok" / "delivery" / "outbox.py").read_text(encoding="utf-8")
+    assert "_outbox import" not in source and "backends" not in source.split('"""')[2]
 
 
 def _run(script: str, *args: str) -> subprocess.Popen[str]:
@@ -403,4 +447,116 @@ def test_an_acknowledged_enqueue_survives_kill_9(tmp_path: Path) -> None:
             assert records[id_].event_id == f"b{number}-{offset}"
     # An unacknowledged batch is either entirely there or entirely absent.
     assert (len(records) - 200 * len(acked)) in (0, 200)
+    box.close()
+
+
+# --- idempotent enqueue, per-destination status, stops -------------------------------
+
+
+def test_idempotent_enqueue_skips_live_and_recently_delivered_events(outbox: Outbox) -> None:
+    window = 48 * 3600.0
+    first = outbox.enqueue([event(1), event(2), event(2)], now=T0, dedup_seconds=window)
+    assert len(first) == 2  # the repeat within one enqueue is skipped too
+    assert outbox.enqueue([event(1), event(2)], now=T0, dedup_seconds=window) == []
+    one, _ = outbox.claim("w", 10, 30, now=T0)
+    outbox.mark_delivered([one.id], attempt("delivered", 0, at=T0), worker="w")
+    # delivered within the window: still skipped; a new event goes in
+    assert len(outbox.enqueue([event(1), event(3)], now=T0 + 10, dedup_seconds=window)) == 1
+    # after the window, the delivered one may be sent again; the leased one never
+    later = T0 + window + 20
+    assert len(outbox.enqueue([event(1), event(2)], now=later, dedup_seconds=window)) == 1
+    # without dedup (--resend) everything goes in
+    assert len(outbox.enqueue([event(1), event(2)], now=later)) == 2
+
+
+def test_idempotent_enqueue_compares_name_pixel_and_event_id(outbox: Outbox) -> None:
+    other_pixel = BatchKey("TikTok", "web", "CPIXEL_OTHER")
+    renamed = OutgoingEvent(WEB, {**event(1).data, "event": "AddToCart"})
+    no_id = OutgoingEvent(WEB, {"event": "Purchase", "event_time": 1})
+    window = 3600.0
+    outbox.enqueue([event(1), no_id], now=T0, dedup_seconds=window)
+    ids = outbox.enqueue(
+        [event(1, other_pixel), renamed, no_id, event(1)], now=T0, dedup_seconds=window
+    )
+    assert len(ids) == 3  # only the exact repeat of event(1) is skipped
+    encoded = EncodedEvent(WEB, encode_event(event(1).data).decode())
+    assert outbox.enqueue([encoded], now=T0, dedup_seconds=window) == []
+
+
+def test_status_counts_every_state_per_destination(outbox: Outbox) -> None:
+    leads = BatchKey("Leads", "crm", "SET1")
+    outbox.enqueue([event(n) for n in range(5)], now=T0)
+    outbox.enqueue([event(9, leads)], now=T0 - 5)
+    claimed = outbox.claim("w", 3, 30, key=WEB, now=T0)
+    outbox.mark_retry([claimed[0].id], attempt(at=T0), T0 + 100, worker="w")
+    outbox.mark_dead([claimed[1].id], attempt("dead", 40002, at=T0), "bad_event", worker="w")
+    rows = {row.destination: row for row in outbox.status(now=T0 + 1)}
+    tiktok = rows["TikTok"].counts
+    assert tiktok == {
+        RecordState.PENDING: 2,
+        RecordState.RETRY_SCHEDULED: 1,
+        RecordState.LEASED: 1,
+        RecordState.STOPPED: 0,
+        RecordState.DEAD: 1,
+    }
+    assert rows["TikTok"].oldest_enqueued_at == T0 and rows["TikTok"].stopped_reason is None
+    assert rows["Leads"].counts[RecordState.PENDING] == 1
+    assert rows["Leads"].oldest_enqueued_at == T0 - 5
+    # an expired lease counts as pending again
+    assert outbox.status(now=T0 + 31)[1].counts[RecordState.LEASED] == 0
+
+
+def test_a_stopped_destination_is_shown_then_released_or_purged(outbox: Outbox) -> None:
+    outbox.enqueue([event(n) for n in range(4)], now=T0)
+    held = outbox.claim("w", 1, 30, now=T0)
+    outbox.stop_destination("TikTok", "destination 'TikTok' stopped (auth)", now=T0)
+    [row] = outbox.status(now=T0)
+    assert row.stopped_reason == "destination 'TikTok' stopped (auth)" and row.stopped_at == T0
+    assert row.counts[RecordState.STOPPED] == 3 and row.counts[RecordState.LEASED] == 1
+
+    assert outbox.release_destination("TikTok", now=T0 + 1) == 3  # the leased one untouched
+    [row] = outbox.status(now=T0 + 1)
+    assert row.stopped_reason is None and row.counts[RecordState.PENDING] == 3
+
+    outbox.stop_destination("TikTok", "again", now=T0 + 2)
+    assert outbox.purge_destination("TikTok", now=T0 + 2) == 3
+    [row] = outbox.status(now=T0 + 2)
+    assert row.stopped_reason is None and row.counts[RecordState.LEASED] == 1
+    assert [r.id for r in outbox.claim("w2", 10, 30, now=T0 + 40)] == [held[0].id]
+    outbox.stop_destination("TikTok", None)
+    assert outbox.status(now=T0 + 40)[0].stopped_reason is None
+
+
+def test_by_state_uses_the_record_state_names(outbox: Outbox) -> None:
+    outbox.enqueue([event(1), event(2)], now=T0)
+    [one] = outbox.claim("w", 1, 30, now=T0)
+    outbox.mark_retry([one.id], attempt(at=T0), T0 + 50, worker="w")
+    states = outbox.stats(now=T0).by_state()
+    assert states == {
+        RecordState.PENDING: 1,
+        RecordState.RETRY_SCHEDULED: 1,
+        RecordState.LEASED: 0,
+        RecordState.DEAD: 0,
+        RecordState.DELIVERED: 0,
+    }
+    assert {str(s) for s in RecordState} >= {"pending", "retry_scheduled", "stopped"}
+
+
+def test_a_version_1_sqlite_file_is_migrated_keeping_its_records(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v1.db"
+    box = SQLiteOutbox(path)
+    box.enqueue([event(1)], now=T0)
+    box.close()
+    with sqlite3.connect(path) as conn:  # make it a version 1 file, as older releases wrote
+        conn.execute("DROP TABLE delivered_keys")
+        conn.execute("DROP TABLE stops")
+        conn.execute("DROP INDEX outbox_dedup")
+        conn.execute("ALTER TABLE outbox DROP COLUMN dedup")
+        conn.execute("PRAGMA user_version = 1")
+    box = SQLiteOutbox(path)
+    assert box.schema_version == 2
+    assert [r.event_id for r in box.claim("w", 10, 30, now=T0)] == ["msg-1"]
+    assert box.enqueue([event(2)], now=T0, dedup_seconds=60) != []
     box.close()

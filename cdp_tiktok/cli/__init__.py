@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "conformance": "cdp_tiktok.cli.conformance:conformance",
     "init": "cdp_tiktok.cli.init:init",
     "report": "cdp_tiktok.cli.report:report",
+    "outbox": "cdp_tiktok.cli.outbox:outbox",
+    "worker": "cdp_tiktok.cli.worker:worker",
 }
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from cdp_tiktok.delivery.outbox import DeadLetter, Outbox, open_outbox, sqlite_path
-from cdp_tiktok.settings import SettingsError, load_settings
+from cdp_tiktok.cli.stores import opened_outbox, outbox_url
+from cdp_tiktok.delivery.outbox import DeadLetter, Outbox
 
 DEDUP_WINDOW_SECONDS = 48 * 3600
 """TikTok de-duplicates on event_id only within this window (reference §7)."""
@@ -35,21 +35,8 @@ def _last_code(letter: DeadLetter) -> str:
 
 @contextmanager
 def _opened(ctx: click.Context) -> Iterator[Outbox]:
-    url: str = ctx.obj
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        raise click.ClickException(
-            f"no outbox at {path} (from {url}); nothing was ever enqueued there. "
-            "Pass --outbox or set CDP_TIKTOK_OUTBOX."
-        )
-    try:
-        outbox = open_outbox(url)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    try:
+    with opened_outbox(ctx.obj) as outbox:
         yield outbox
-    finally:
-        outbox.close()
 
 
 def _targets(outbox: Outbox, ids: Sequence[int], every: bool) -> list[DeadLetter]:
@@ -68,9 +55,9 @@ def _targets(outbox: Outbox, ids: Sequence[int], every: bool) -> list[DeadLetter
 @click.group()
 @click.option(
     "--outbox",
-    "outbox_url",
+    "url",
     metavar="URL",
-    help="Outbox URL: sqlite:///relative.db, sqlite:////absolute.db or memory://. "
+    help="Outbox URL: sqlite:///relative.db, sqlite:////absolute.db, postgresql://... "
     "Default: the outbox setting (env CDP_TIKTOK_OUTBOX).",
 )
 @click.option(
@@ -80,15 +67,11 @@ def _targets(outbox: Outbox, ids: Sequence[int], every: bool) -> list[DeadLetter
     envvar="CDP_TIKTOK_SETTINGS",
     help="Settings file to read the outbox URL from. Env: CDP_TIKTOK_SETTINGS.",
 )
+@click.option("--sandbox", is_flag=True, help="Act on the outbox of `send --sandbox`.")
 @click.pass_context
-def dlq(ctx: click.Context, outbox_url: str | None, settings_file: Path | None) -> None:
+def dlq(ctx: click.Context, url: str | None, settings_file: Path | None, sandbox: bool) -> None:
     """Inspect and act on dead letters: events the outbox will not send again by itself."""
-    if outbox_url is None:
-        try:
-            outbox_url = load_settings(file=settings_file).outbox
-        except SettingsError as exc:
-            raise click.UsageError(str(exc)) from None
-    ctx.obj = outbox_url
+    ctx.obj = outbox_url(url, settings_file, sandbox)
 
 
 @dlq.command("list")

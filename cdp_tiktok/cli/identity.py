@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cdp_tiktok.identity import open_identity_store
+from cdp_tiktok.backends import open_identity_store
 from cdp_tiktok.settings import SettingsError, load_settings
 
 _SQLITE = "sqlite:///"

@@ -12,6 +12,19 @@ from cdp_tiktok.settings import EVENT_SOURCES, SettingsError, TikTokSettings, lo
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+SANDBOX_OUTBOX = "sqlite:///cdp_tiktok_sandbox_outbox.db"
+SANDBOX_IDENTITY = "sqlite:///cdp_tiktok_sandbox_identity.db"
+"""Where ``--sandbox`` keeps its state (in the working directory), apart from production's."""
+
+
+def where(url: str) -> str:
+    """A store url as a user finds it: the absolute file of a ``sqlite:///`` url."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and len(url) > len(prefix):
+        return str(Path(url[len(prefix) :]).resolve())
+    return url
+
+
 SETTING_OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--settings",

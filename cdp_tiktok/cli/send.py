@@ -17,7 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cdp_tiktok.cli.options import setting_options, settings_from_options
+from cdp_tiktok.cli.options import (
+    SANDBOX_IDENTITY,
+    SANDBOX_OUTBOX,
+    setting_options,
+    settings_from_options,
+    where,
+)
+from cdp_tiktok.delivery.destinations import delivery_settings
 from cdp_tiktok.events import MapResult, OutgoingEvent
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE, Secret, TikTokSettings
 
@@ -25,10 +32,6 @@ ENQUEUE_CHUNK = 1000
 ENQUEUE_LINGER = 0.2
 """Seconds after which mapped events are enqueued even if fewer than ENQUEUE_CHUNK."""
 PROGRESS_EVERY = 500
-DELIVERABLE = frozenset({"TikTok"})
-"""Destinations ``send`` has delivery settings for (the built-in TikTok destination)."""
-SANDBOX_OUTBOX = "sqlite:///cdp_tiktok_sandbox_outbox.db"
-SANDBOX_IDENTITY = "sqlite:///cdp_tiktok_sandbox_identity.db"
 HINTS = {
     "web events need page.url": "server-side web events without context.page.url are "
     "skipped; set default_page_url (--settings file or CDP_TIKTOK_DEFAULT_PAGE_URL).",
@@ -65,6 +68,7 @@ class IntakeSummary:
     invalid: int = 0
     without_event: int = 0
     events: int = 0
+    skipped: int = 0
     by_event: Counter[str] = field(default_factory=Counter)
     key_coverage: Counter[str] = field(default_factory=Counter)
     old_events: int = 0
@@ -137,6 +141,7 @@ def _map_into_outbox(
     err: Console,
     deliverable: frozenset[str],
     on_read: Callable[[IntakeSummary], None] | None = None,
+    dedup_seconds: float = 0.0,
 ) -> None:
     from cdp_tiktok.jsonstream import iter_messages
 
@@ -148,7 +153,8 @@ def _map_into_outbox(
     def flush() -> None:
         nonlocal pending, flushed_at
         if outbox is not None and pending:
-            outbox.enqueue(pending)
+            stored = outbox.enqueue(pending, dedup_seconds=dedup_seconds)
+            summary.skipped += len(pending) - len(stored)
             pending = []
         flushed_at = time.monotonic()
 
@@ -200,6 +206,10 @@ def _summary_table(summary: IntakeSummary, report: Any, sandbox: Any) -> Table:
     table.add_row("invalid messages (see above)", str(summary.invalid))
     table.add_row("messages that map to no TikTok event", str(summary.without_event))
     table.add_row("TikTok events produced", str(summary.events))
+    if summary.skipped:
+        table.add_row(
+            "skipped: already pending or sent (--resend sends them)", str(summary.skipped)
+        )
     if report is not None:
         table.add_row("[green]delivered[/green]", str(report.delivered))
         table.add_row("retried attempts", str(report.retried))
@@ -257,6 +267,12 @@ def _events_table(summary: IntakeSummary) -> Table:
     "--sandbox", is_flag=True, help="Start an embedded local TikTok sandbox and send there."
 )
 @click.option("--dry-run", is_flag=True, help="Map and count, but enqueue and send nothing.")
+@click.option(
+    "--resend",
+    is_flag=True,
+    help="Enqueue every event, even one already pending or delivered within "
+    "dedup_window_hours (default: skip those, so a re-run after a crash sends only the rest).",
+)
 def send(
     input_path: str,
     outbox_url: str | None,
@@ -264,14 +280,17 @@ def send(
     identity_url: str | None,
     sandbox: bool,
     dry_run: bool,
+    resend: bool,
     **options: Any,
 ) -> None:
     """Map Segment messages from FILE (JSON, JSON array or JSON Lines), enqueue, deliver.
 
     Events are durably enqueued in chunks (1,000 events, or every 0.2 s as messages
     arrive) and, with an SQLite outbox, delivered while the input is still read; once the
-    input ends, delivery runs until the outbox is drained. Exit status 1 when any event
-    was dead-lettered, a destination stopped, or a message was invalid.
+    input ends, delivery runs until the outbox is drained. Enqueueing is idempotent: an
+    event already pending, or delivered within dedup_window_hours, is skipped (counted in
+    the summary) unless --resend is given. Exit status 1 when any event was
+    dead-lettered, a destination stopped, or a message was invalid.
     """
     out = Console()
     err = Console(stderr=True)
@@ -292,6 +311,15 @@ def send(
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
 
+    if sandbox and not dry_run:
+        err.print(
+            f"sandbox: outbox {where(settings.outbox)}, identity store "
+            f"{where(settings.identity)} (see: cdp-tiktok outbox --sandbox status)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    dedup_seconds = 0.0 if resend else settings.dedup_window_hours * 3600.0
+
     from cdp_tiktok.host import Host
 
     with contextlib.ExitStack() as stack:
@@ -300,7 +328,7 @@ def send(
             settings = replace(settings, endpoint=server.url)
         outbox = None
         if not dry_run:
-            from cdp_tiktok.delivery.outbox import open_outbox
+            from cdp_tiktok.backends import open_outbox
 
             outbox = open_outbox(settings.outbox)
             stack.callback(outbox.close)
@@ -308,15 +336,20 @@ def send(
         stream, source = _open_input(input_path)
         stack.callback(stream.close)
 
+        routes = delivery_settings(settings)
         summary = IntakeSummary()
         for target in host.destinations.values():
             target.state["observer"] = summary.observe
         report = None
         if outbox is None:
             with err.status("mapping…"):
-                _map_into_outbox(stream, source, host, None, summary, settings, err, DELIVERABLE)
+                _map_into_outbox(
+                    stream, source, host, None, summary, settings, err, frozenset(routes)
+                )
         else:
-            report = _map_and_deliver(stream, source, host, outbox, summary, settings, err)
+            report = _map_and_deliver(
+                stream, source, host, outbox, summary, settings, err, dedup_seconds
+            )
 
         out.print(_summary_table(summary, report, server))
         if summary.events:
@@ -382,6 +415,7 @@ def _map_and_deliver(
     summary: IntakeSummary,
     settings: TikTokSettings,
     err: Console,
+    dedup_seconds: float,
 ) -> Any:
     """Map and enqueue the input while a delivery thread sends; then drain the outbox.
 
@@ -389,17 +423,18 @@ def _map_and_deliver(
     is still being read, so a long or endless stream (``-``) is sent promptly. Once the
     input ends, a final run in this thread delivers what is left, retries included.
     """
-    from cdp_tiktok.delivery.outbox import open_outbox
+    from cdp_tiktok.backends import open_outbox
+    from cdp_tiktok.delivery.runner import build_deliverer
     from cdp_tiktok.delivery.worker import Deliverer
 
+    routes = delivery_settings(settings)
+
     def deliverer(target: Any) -> Deliverer:
-        return Deliverer(
+        return build_deliverer(
             target,
-            {name: settings for name in DELIVERABLE},
-            # The built-in encoder is used directly when no plugin overrides it: it joins
-            # pre-encoded events instead of re-serializing each batch.
-            encode=host.hooks.encode_batch if host.overrides("cdp_encode_batch") else None,
-            classify=host.hooks.classify_response,
+            settings,
+            host=host,
+            on_wait=lambda text: err.print(f"[yellow]waiting[/yellow]: {text}"),
         )
 
     with Progress(
@@ -433,7 +468,7 @@ def _map_and_deliver(
         streaming: dict[str, Any] = {}
         stop = threading.Event()
         worker: threading.Thread | None = None
-        if settings.outbox.startswith("sqlite:"):
+        if not settings.outbox.startswith("memory:"):
 
             def deliver_while_reading() -> None:
                 own = open_outbox(settings.outbox)
@@ -450,7 +485,16 @@ def _map_and_deliver(
             worker.start()
         try:
             _map_into_outbox(
-                stream, source, host, outbox, summary, settings, err, DELIVERABLE, on_read
+                stream,
+                source,
+                host,
+                outbox,
+                summary,
+                settings,
+                err,
+                frozenset(routes),
+                on_read,
+                dedup_seconds,
             )
         finally:
             stop.set()

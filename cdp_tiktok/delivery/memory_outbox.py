@@ -10,15 +10,21 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdp_tiktok.delivery.outbox import (
+    DELIVERED_KEYS_RETENTION,
     DeadLetter,
+    DestinationStatus,
     EncodedEvent,
     OutboxRecord,
     OutboxStats,
+    StatusBuilder,
+    dedup_identity,
     event_fields,
 )
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+from cdp_tiktok.hookspecs import hookimpl
 
 
 @dataclass(slots=True)
@@ -36,6 +42,7 @@ class _Row:
     lease_owner: str | None = None
     reason: str | None = None
     dead_at: float | None = None
+    dedup: str | None = None
 
     def record(self) -> OutboxRecord:
         return OutboxRecord(
@@ -70,6 +77,8 @@ class MemoryOutbox:
         self._next_id = 1
         self._delivered = 0
         self._lock = threading.Lock()
+        self._delivered_keys: dict[str, float] = {}  # dedup identity -> delivered at
+        self._stops: dict[str, tuple[str, float]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryOutbox({len(self._rows)} records)"
@@ -83,15 +92,33 @@ class MemoryOutbox:
         ]
 
     def enqueue(
-        self, events: Sequence[OutgoingEvent | EncodedEvent], *, now: float | None = None
+        self,
+        events: Sequence[OutgoingEvent | EncodedEvent],
+        *,
+        now: float | None = None,
+        dedup_seconds: float = 0.0,
     ) -> list[int]:
-        """Store ``events`` as pending records, all or none; return their ids."""
+        """Store ``events`` as pending records, all or none; return their ids (idempotent
+        with ``dedup_seconds``; see the protocol)."""
         at = time.time() if now is None else float(now)
         encoded = [(e.key, *event_fields(e)) for e in events]
+        identities = [
+            dedup_identity(e) if dedup_seconds > 0 or not isinstance(e, EncodedEvent) else None
+            for e in events
+        ]
         with self._lock:
             ids = []
-            for key, data, event_id in encoded:
-                row = _Row(self._next_id, key, data, event_id, at, at, at)
+            seen: set[str] = set()
+            if dedup_seconds > 0:
+                since = at - dedup_seconds
+                seen.update(r.dedup for r in self._rows.values() if r.dedup and r.state != "dead")
+                seen.update(k for k, when in self._delivered_keys.items() if when >= since)
+            for (key, data, event_id), identity in zip(encoded, identities, strict=True):
+                if dedup_seconds > 0 and identity is not None:
+                    if identity in seen:
+                        continue
+                    seen.add(identity)
+                row = _Row(self._next_id, key, data, event_id, at, at, at, dedup=identity)
                 self._rows[row.id] = row
                 ids.append(row.id)
                 self._next_id += 1
@@ -156,7 +183,12 @@ class MemoryOutbox:
             rows = self._settleable(ids, worker)
             for row in rows:
                 del self._rows[row.id]
+                if row.dedup is not None:
+                    self._delivered_keys[row.dedup] = attempt.at
             self._delivered += len(rows)
+            since = attempt.at - DELIVERED_KEYS_RETENTION
+            for identity in [k for k, at in self._delivered_keys.items() if at < since]:
+                del self._delivered_keys[identity]
         return len(rows)
 
     def mark_retry(
@@ -226,6 +258,62 @@ class MemoryOutbox:
                     counts["held"] += row.state == "pending" and later
             return OutboxStats(delivered=self._delivered, **counts)
 
+    def status(self, *, now: float | None = None) -> list[DestinationStatus]:
+        """Per destination: counts by state, oldest age, stop reason; see the protocol."""
+        at = time.time() if now is None else now
+        with self._lock:
+            builder = StatusBuilder(dict(self._stops))
+            for row in self._rows.values():
+                builder.add(
+                    row.key.destination,
+                    dead=row.state == "dead",
+                    leased=row.state == "leased",
+                    later=row.next_attempt_at > at,
+                    count=1,
+                    oldest=row.enqueued_at,
+                )
+        return builder.result()
+
+    def stop_destination(
+        self, destination: str, reason: str | None, *, now: float | None = None
+    ) -> None:
+        """Record (or with ``None`` clear) why ``destination`` is stopped."""
+        with self._lock:
+            if reason is None:
+                self._stops.pop(destination, None)
+            else:
+                self._stops[destination] = (reason, time.time() if now is None else now)
+
+    def _waiting(self, destination: str, at: float) -> list[_Row]:
+        return [
+            r
+            for r in self._rows.values()
+            if r.key.destination == destination
+            and r.state != "dead"
+            and not (r.state == "leased" and r.next_attempt_at > at)
+        ]
+
+    def release_destination(self, destination: str, *, now: float | None = None) -> int:
+        """Clear the stop and make the destination's waiting records ready at ``now``."""
+        at = time.time() if now is None else now
+        with self._lock:
+            self._stops.pop(destination, None)
+            rows = self._waiting(destination, at)
+            for row in rows:
+                row.state, row.lease_owner = "pending", None
+                row.next_attempt_at = row.ready_at = at
+        return len(rows)
+
+    def purge_destination(self, destination: str, *, now: float | None = None) -> int:
+        """Delete the destination's pending and waiting records; clear its stop."""
+        at = time.time() if now is None else now
+        with self._lock:
+            self._stops.pop(destination, None)
+            rows = self._waiting(destination, at)
+            for row in rows:
+                del self._rows[row.id]
+        return len(rows)
+
     def dead_letters(self, *, limit: int | None = None) -> Iterator[DeadLetter]:
         """Dead letters, oldest death first, at most ``limit``."""
         with self._lock:
@@ -266,3 +354,16 @@ class MemoryOutbox:
 
     def close(self) -> None:
         """Nothing to release; the records stay readable until the object is dropped."""
+
+
+def open_memory_outbox(url: str) -> MemoryOutbox:
+    """A new, empty in-process outbox for ``memory://``."""
+    if url != "memory://":
+        raise ValueError(f"unsupported outbox url {url!r}; the memory outbox is memory://")
+    return MemoryOutbox()
+
+
+@hookimpl
+def cdp_register_outbox_backends(register: Any) -> None:
+    """The built-in ``memory://`` outbox."""
+    register("memory", open_memory_outbox)

@@ -6,9 +6,10 @@ later time (pending again), or as a *dead letter* with a reason, or *releases* i
 untouched. A lease that is not settled expires, and the record becomes claimable again:
 delivery is at least once. Every attempt is kept with its record and its dead letter.
 
-Backends: :class:`~cdp_tiktok.delivery.sqlite_outbox.SQLiteOutbox` (the default; one file
-shared safely by several worker processes) and
-:class:`~cdp_tiktok.delivery.memory_outbox.MemoryOutbox` (same semantics, for tests).
+Backends live in their own modules and are found by url scheme
+(:func:`cdp_tiktok.backends.open_outbox`); this module imports none of them:
+``sqlite_outbox`` (the default; one file shared safely by several worker processes),
+``memory_outbox`` (same semantics, for tests) and ``postgres_outbox`` (many machines).
 """
 
 from __future__ import annotations
@@ -16,15 +17,116 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 
-ACCEPTED_URLS = "sqlite:///relative/path.db, sqlite:////absolute/path.db, memory://"
-
-
 _decode = json.JSONDecoder().decode
+
+DEDUP_WINDOW_SECONDS = 48 * 3600.0
+"""Default idempotent-enqueue window: TikTok de-duplicates on event_id within 48 h."""
+DELIVERED_KEYS_RETENTION = 7 * 86400.0
+"""Identities of delivered events are kept this long (the longest dedup window allowed)."""
+
+
+class RecordState(StrEnum):
+    """The states of an outbox record, named once for code, ``outbox status``, metrics, docs.
+
+    A record is *pending* (claimable now), *retry_scheduled* (pending, waiting for its
+    retry time), *leased* (a worker holds a live lease), *stopped* (pending or waiting,
+    but its destination was stopped on an auth or permission error), *dead* (a dead
+    letter), or *delivered* (accepted by TikTok; the row is deleted, only counted).
+    """
+
+    PENDING = "pending"
+    RETRY_SCHEDULED = "retry_scheduled"
+    LEASED = "leased"
+    STOPPED = "stopped"
+    DEAD = "dead"
+    DELIVERED = "delivered"
+
+
+def record_state(*, dead: bool, leased: bool, later: bool, stopped: bool) -> RecordState:
+    """The state of a stored record: ``leased`` means a lease owner is set and ``later``
+    that its next claimable time is in the future (an unexpired lease or retry time)."""
+    if dead:
+        return RecordState.DEAD
+    if leased and later:
+        return RecordState.LEASED
+    if stopped:
+        return RecordState.STOPPED
+    return RecordState.RETRY_SCHEDULED if later else RecordState.PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationStatus:
+    """What the outbox holds for one destination, at one moment.
+
+    ``counts`` has every :class:`RecordState` but ``delivered`` (counted outbox-wide in
+    :class:`OutboxStats`); ``oldest_enqueued_at`` is the enqueue time of its oldest
+    record not yet delivered nor dead; ``stopped_reason`` says why a worker stopped it.
+    """
+
+    destination: str
+    counts: dict[RecordState, int]
+    oldest_enqueued_at: float | None
+    stopped_reason: str | None
+    stopped_at: float | None
+
+
+class StatusBuilder:
+    """Accumulates grouped counts into :class:`DestinationStatus` rows (every backend)."""
+
+    def __init__(self, stops: Mapping[str, tuple[str, float]]) -> None:
+        self._stops = stops
+        self._rows: dict[str, DestinationStatus] = {}
+
+    def _row(self, destination: str) -> DestinationStatus:
+        row = self._rows.get(destination)
+        if row is None:
+            reason, at = self._stops.get(destination, (None, None))
+            counts: dict[RecordState, int] = {
+                state: 0 for state in RecordState if state is not RecordState.DELIVERED
+            }
+            row = self._rows[destination] = DestinationStatus(destination, counts, None, reason, at)
+        return row
+
+    def add(
+        self, destination: str, *, dead: bool, leased: bool, later: bool, count: int, oldest: Any
+    ) -> None:
+        """Count ``count`` records of one group; ``oldest`` is their earliest enqueue time."""
+        row = self._row(destination)
+        state = record_state(
+            dead=dead, leased=leased, later=later, stopped=destination in self._stops
+        )
+        row.counts[state] += count
+        if not dead and oldest is not None:
+            first = row.oldest_enqueued_at
+            if first is None or float(oldest) < first:
+                self._rows[destination] = DestinationStatus(
+                    destination, row.counts, float(oldest), row.stopped_reason, row.stopped_at
+                )
+
+    def result(self) -> list[DestinationStatus]:
+        """Every destination with records or a stop, by name."""
+        for destination in self._stops:
+            self._row(destination)
+        return [self._rows[name] for name in sorted(self._rows)]
+
+
+def dedup_identity(event: OutgoingEvent | EncodedEvent) -> str | None:
+    """The identity that idempotent enqueue compares: destination, event_source_id, event
+    name and event_id, joined; ``None`` for an event without event_id (never skipped)."""
+    if isinstance(event, EncodedEvent):
+        value = _decode(event.data_json)
+        name, event_id = value.get("event"), value.get("event_id")
+    else:
+        name, event_id = event.data.get("event"), event.event_id
+    if not isinstance(event_id, str) or not event_id:
+        return None
+    key = event.key
+    return "\x1f".join((key.destination, key.event_source_id, str(name), event_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +248,17 @@ class OutboxStats:
     dead: int
     held: int
 
+    def by_state(self) -> dict[RecordState, int]:
+        """The counts under the :class:`RecordState` names (``stopped`` is per destination,
+        see :meth:`Outbox.status`, and counted here as pending or retry_scheduled)."""
+        return {
+            RecordState.PENDING: self.pending - self.held,
+            RecordState.RETRY_SCHEDULED: self.held,
+            RecordState.LEASED: self.leased,
+            RecordState.DEAD: self.dead,
+            RecordState.DELIVERED: self.delivered,
+        }
+
 
 @runtime_checkable
 class Outbox(Protocol):
@@ -159,7 +272,11 @@ class Outbox(Protocol):
     """
 
     def enqueue(
-        self, events: Sequence[OutgoingEvent | EncodedEvent], *, now: float | None = None
+        self,
+        events: Sequence[OutgoingEvent | EncodedEvent],
+        *,
+        now: float | None = None,
+        dedup_seconds: float = 0.0,
     ) -> list[int]:
         """Store ``events`` as pending records in one transaction; return their ids.
 
@@ -167,6 +284,12 @@ class Outbox(Protocol):
         for SQLite, power loss: WAL with ``synchronous=FULL``). All or nothing: an event
         that is not JSON (a NaN, an object JSON cannot hold, an encoded event that is not
         one JSON object) raises and nothing is stored.
+
+        With ``dedup_seconds > 0`` the enqueue is idempotent: an event whose
+        :func:`dedup_identity` is already live (pending, leased, waiting) or was delivered
+        in the last ``dedup_seconds`` is skipped (its id is not in the result), and so is
+        a repeat within ``events``; the result then lists the ids of the stored events
+        only, in order. Events without event_id are always stored.
         """
         ...
 
@@ -246,6 +369,34 @@ class Outbox(Protocol):
         """Counts by state at ``now`` (default: the current time); see :class:`OutboxStats`."""
         ...
 
+    def status(self, *, now: float | None = None) -> list[DestinationStatus]:
+        """Per destination: counts by :class:`RecordState`, oldest age, why it is stopped."""
+        ...
+
+    def stop_destination(
+        self, destination: str, reason: str | None, *, now: float | None = None
+    ) -> None:
+        """Record that ``destination`` is stopped and why (``None`` clears the record).
+
+        Informational: claims do not consult it; a worker that delivers to the
+        destination again clears it.
+        """
+        ...
+
+    def release_destination(self, destination: str, *, now: float | None = None) -> int:
+        """Clear the stop of ``destination`` and make its waiting records ready at ``now``.
+
+        Records under a live lease are left alone. Returns how many records changed.
+        """
+        ...
+
+    def purge_destination(self, destination: str, *, now: float | None = None) -> int:
+        """Delete the pending and waiting records of ``destination`` and clear its stop.
+
+        Records under a live lease and dead letters are kept. Returns how many went.
+        """
+        ...
+
     def dead_letters(self, *, limit: int | None = None) -> Iterator[DeadLetter]:
         """Dead letters, oldest death first, at most ``limit``."""
         ...
@@ -268,30 +419,3 @@ class Outbox(Protocol):
     def close(self) -> None:
         """Release the backend's resources; leases held stay until they expire."""
         ...
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///`` outbox url (relative to the working directory unless
-    absolute), or ``None`` for any other url."""
-    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return Path(url[len("sqlite:///") :])
-    return None
-
-
-def open_outbox(url: str) -> Outbox:
-    """Open the outbox at ``url``, creating an SQLite file (and its directory) if needed.
-
-    Accepted forms: ``sqlite:///relative/path.db`` (relative to the working directory),
-    ``sqlite:////absolute/path.db``, and ``memory://`` (a new, empty, in-process outbox).
-    Anything else raises :class:`ValueError` naming the url and the accepted forms.
-    """
-    path = sqlite_path(url)
-    if path is not None:
-        from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
-
-        return SQLiteOutbox(path)
-    if url == "memory://":
-        from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
-
-        return MemoryOutbox()
-    raise ValueError(f"unsupported outbox url {url!r}; accepted forms: {ACCEPTED_URLS}")

@@ -24,15 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from cdp_tiktok.delivery.outbox import (
+    DELIVERED_KEYS_RETENTION,
     DeadLetter,
+    DestinationStatus,
     EncodedEvent,
     OutboxRecord,
     OutboxStats,
+    StatusBuilder,
+    dedup_identity,
     event_fields,
 )
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+from cdp_tiktok.hookspecs import hookimpl
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 # state is 'live' (pending when lease_owner is NULL, leased otherwise) or 'dead'.
@@ -66,6 +71,24 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 INSERT OR IGNORE INTO counters (name, value) VALUES ('delivered', 0);
 """
+# Version 2: idempotent enqueue (the identity of each record, and of delivered events for
+# DELIVERED_KEYS_RETENTION) and the persisted stop reason of each stopped destination.
+_MIGRATE_TO_2 = """
+ALTER TABLE outbox ADD COLUMN dedup TEXT;
+CREATE INDEX IF NOT EXISTS outbox_dedup ON outbox (dedup) WHERE dedup IS NOT NULL;
+CREATE TABLE IF NOT EXISTS delivered_keys (
+    dedup        TEXT PRIMARY KEY,
+    delivered_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS delivered_keys_at ON delivered_keys (delivered_at);
+CREATE TABLE IF NOT EXISTS stops (
+    destination TEXT PRIMARY KEY,
+    reason      TEXT NOT NULL,
+    stopped_at  REAL NOT NULL
+);
+"""
+_MIGRATIONS = {1: _MIGRATE_TO_2}
+"""Schema version -> the statements that take a file from it to the next version."""
 
 _KEY_COLUMNS = "destination, event_source, event_source_id, test_event_code"
 _RECORD_COLUMNS = f"id, {_KEY_COLUMNS}, data, event_id, attempts, enqueued_at, history"
@@ -85,11 +108,11 @@ _GUARD = {True: "+state = 'live' AND lease_owner = :worker", False: "+state = 'l
 # event_id is read from it, in SQLite's C JSON parser rather than in Python.
 _INSERT = f"""
 INSERT INTO outbox (state, {_KEY_COLUMNS}, event_id, data, enqueued_at, next_attempt_at,
-                    ready_at)
+                    ready_at, dedup)
 SELECT 'live', ?1, ?2, ?3, ?4,
        CASE WHEN NOT ?8 THEN ?5
             WHEN json_type(?6, '$.event_id') = 'text' THEN json_extract(?6, '$.event_id') END,
-       ?6, ?7, ?7, ?7
+       ?6, ?7, ?7, ?7, ?9
 WHERE CASE WHEN ?8 THEN CASE WHEN json_valid(?6) THEN json_type(?6) END = 'object' ELSE 1 END
 """
 # SQLite 3.42 to 3.44 accept JSON5 (NaN, comments, ...) in json_valid(); there, encoded
@@ -134,13 +157,13 @@ def _records(rows: Sequence[Sequence[Any]]) -> list[OutboxRecord]:
     return records
 
 
-def _insert_row(event: OutgoingEvent | EncodedEvent, at: float) -> tuple[Any, ...]:
+def _insert_row(event: OutgoingEvent | EncodedEvent, at: float, dedup: bool) -> tuple[Any, ...]:
     key = event.key
     head = (key.destination, key.event_source, key.event_source_id, key.test_event_code)
-    if isinstance(event, EncodedEvent) and _SQL_CHECKS_JSON:
-        return (*head, None, event.data_json, at, True)
+    if isinstance(event, EncodedEvent) and _SQL_CHECKS_JSON and not dedup:
+        return (*head, None, event.data_json, at, True, None)
     data, event_id = event_fields(event)
-    return (*head, event_id, data, at, False)
+    return (*head, event_id, data, at, False, dedup_identity(event))
 
 
 def _not_an_object(events: Sequence[OutgoingEvent | EncodedEvent]) -> str:
@@ -210,15 +233,25 @@ class SQLiteOutbox:
         conn.execute("PRAGMA synchronous = FULL")
         with self._write():
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version > SCHEMA_VERSION:
                 raise OutboxSchemaError(
                     f"{self.path}: outbox schema version {version}, this version of "
-                    f"cdp_tiktok understands {SCHEMA_VERSION}"
+                    f"cdp_tiktok understands up to {SCHEMA_VERSION}"
                 )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            if version == 0:
+                _run_script(conn, _SCHEMA)
+                version = 1
+            while version < SCHEMA_VERSION:
+                _run_script(conn, _MIGRATIONS[version])
+                version += 1
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the file (migrated to :data:`SCHEMA_VERSION` on open)."""
+        with self._read() as conn:
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        return version
 
     def __repr__(self) -> str:
         return f"SQLiteOutbox({str(self.path)!r})"
@@ -235,25 +268,60 @@ class SQLiteOutbox:
     # -- enqueue and claim ----------------------------------------------------------
 
     def enqueue(
-        self, events: Sequence[OutgoingEvent | EncodedEvent], *, now: float | None = None
+        self,
+        events: Sequence[OutgoingEvent | EncodedEvent],
+        *,
+        now: float | None = None,
+        dedup_seconds: float = 0.0,
     ) -> list[int]:
         """Store ``events`` as pending records in one durable transaction; return their ids.
 
         All or nothing: an event that is not JSON raises ``ValueError`` (or ``TypeError``)
-        and nothing is stored.
+        and nothing is stored. With ``dedup_seconds`` the enqueue is idempotent (see the
+        protocol): known identities are looked up in the same transaction.
         """
         if not events:
             return []
         at = time.time() if now is None else now
+        dedup = dedup_seconds > 0
         # Dicts are encoded before the transaction; encoded events are checked inside it.
-        rows = [_insert_row(e, at) for e in events]
+        rows = [_insert_row(e, at, dedup) for e in events]
         with self._write() as conn:
+            if dedup:
+                rows = self._new_rows(conn, rows, at - dedup_seconds)
+                if not rows:
+                    return []
             inserted = conn.executemany(_INSERT, rows).rowcount
             if inserted != len(rows):
                 raise ValueError(_not_an_object(events))  # rolls the transaction back
             last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         # AUTOINCREMENT under the write lock hands out consecutive ids.
         return list(range(last - len(rows) + 1, last + 1))
+
+    @staticmethod
+    def _new_rows(
+        conn: sqlite3.Connection, rows: list[tuple[Any, ...]], since: float
+    ) -> list[tuple[Any, ...]]:
+        """``rows`` without those whose identity is live or was delivered since ``since``."""
+        identities = _compact([row[-1] for row in rows if row[-1] is not None])
+        known = {
+            value
+            for (value,) in conn.execute(
+                "SELECT dedup FROM outbox WHERE dedup IN (SELECT value FROM json_each(:ids))"
+                " AND state = 'live' UNION SELECT dedup FROM delivered_keys WHERE dedup IN"
+                " (SELECT value FROM json_each(:ids)) AND delivered_at >= :since",
+                {"ids": identities, "since": since},
+            )
+        }
+        fresh = []
+        for row in rows:
+            identity = row[-1]
+            if identity is not None:
+                if identity in known:
+                    continue
+                known.add(identity)
+            fresh.append(row)
+        return fresh
 
     def claim(
         self,
@@ -335,10 +403,20 @@ class SQLiteOutbox:
         """Delete the records as delivered and count them; return how many."""
         if not ids:
             return 0
-        sql = f"DELETE FROM outbox WHERE {_IDS} AND {_GUARD[worker is not None]}"
+        where = f"{_IDS} AND {_GUARD[worker is not None]}"
+        params = {"ids": _compact(list(ids)), "worker": worker, "at": attempt.at}
         with self._write() as conn:
-            count: int = conn.execute(sql, {"ids": _compact(list(ids)), "worker": worker}).rowcount
+            conn.execute(
+                "INSERT OR REPLACE INTO delivered_keys (dedup, delivered_at)"
+                f" SELECT dedup, :at FROM outbox WHERE {where} AND dedup IS NOT NULL",
+                params,
+            )
+            count: int = conn.execute(f"DELETE FROM outbox WHERE {where}", params).rowcount
             conn.execute("UPDATE counters SET value = value + ? WHERE name = 'delivered'", (count,))
+            conn.execute(
+                "DELETE FROM delivered_keys WHERE delivered_at < ?",
+                (attempt.at - DELIVERED_KEYS_RETENTION,),
+            )
         return count
 
     def mark_retry(
@@ -422,6 +500,71 @@ class SQLiteOutbox:
             ).fetchone()[0]
         return OutboxStats(delivered=delivered, **counts)
 
+    def status(self, *, now: float | None = None) -> list[DestinationStatus]:
+        """Per destination: counts by state, oldest age, stop reason (one snapshot)."""
+        at = time.time() if now is None else now
+        with self._read() as conn:
+            stops = {
+                name: (reason, float(when))
+                for name, reason, when in conn.execute(
+                    "SELECT destination, reason, stopped_at FROM stops"
+                )
+            }
+            builder = StatusBuilder(stops)
+            for destination, dead, leased, later, count, oldest in conn.execute(
+                "SELECT destination, state = 'dead', lease_owner IS NOT NULL,"
+                " next_attempt_at > ?, COUNT(*), MIN(enqueued_at) FROM outbox GROUP BY 1, 2, 3, 4",
+                (at,),
+            ):
+                builder.add(
+                    destination,
+                    dead=bool(dead),
+                    leased=bool(leased),
+                    later=bool(later),
+                    count=count,
+                    oldest=oldest,
+                )
+        return builder.result()
+
+    def stop_destination(
+        self, destination: str, reason: str | None, *, now: float | None = None
+    ) -> None:
+        """Record (or with ``None`` clear) why ``destination`` is stopped."""
+        with self._write() as conn:
+            if reason is None:
+                conn.execute("DELETE FROM stops WHERE destination = ?", (destination,))
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO stops (destination, reason, stopped_at)"
+                    " VALUES (?, ?, ?)",
+                    (destination, reason, time.time() if now is None else now),
+                )
+
+    _WAITING = (
+        "destination = :destination AND state = 'live'"
+        " AND NOT (lease_owner IS NOT NULL AND next_attempt_at > :now)"
+    )
+
+    def release_destination(self, destination: str, *, now: float | None = None) -> int:
+        """Clear the stop and make the destination's waiting records ready at ``now``."""
+        params = {"destination": destination, "now": time.time() if now is None else now}
+        with self._write() as conn:
+            conn.execute("DELETE FROM stops WHERE destination = :destination", params)
+            count: int = conn.execute(
+                "UPDATE outbox SET lease_owner = NULL, next_attempt_at = :now, ready_at = :now"
+                f" WHERE {self._WAITING}",
+                params,
+            ).rowcount
+        return count
+
+    def purge_destination(self, destination: str, *, now: float | None = None) -> int:
+        """Delete the destination's pending and waiting records; clear its stop."""
+        params = {"destination": destination, "now": time.time() if now is None else now}
+        with self._write() as conn:
+            conn.execute("DELETE FROM stops WHERE destination = :destination", params)
+            count: int = conn.execute(f"DELETE FROM outbox WHERE {self._WAITING}", params).rowcount
+        return count
+
     def dead_letters(self, *, limit: int | None = None) -> Iterator[DeadLetter]:
         """Dead letters, oldest death first (read in one snapshot), at most ``limit``."""
         with self._read() as conn:
@@ -470,6 +613,12 @@ class SQLiteOutbox:
             self._conn.close()
 
 
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 class _Transaction:
     """``with`` block: one explicit transaction on a shared connection, under a lock."""
 
@@ -494,3 +643,28 @@ class _Transaction:
             self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
         finally:
             self._lock.release()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` url (relative to the working directory unless
+    absolute), or ``None`` for any other url."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    return None
+
+
+def open_sqlite_outbox(url: str) -> SQLiteOutbox:
+    """The outbox of a ``sqlite:///path`` url, creating the file and its directory."""
+    path = sqlite_path(url)
+    if path is None:
+        raise ValueError(
+            f"unsupported outbox url {url!r}; use sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db"
+        )
+    return SQLiteOutbox(path)
+
+
+@hookimpl
+def cdp_register_outbox_backends(register: Any) -> None:
+    """The built-in ``sqlite://`` outbox."""
+    register("sqlite", open_sqlite_outbox)

@@ -45,6 +45,18 @@ MAX_POOL = 64
 """Upper bound on simultaneous requests of one run, whatever the settings say."""
 PROGRESS_INTERVAL = 0.25
 """Seconds between two ``on_progress`` calls (one more is made at the end)."""
+MIN_LEASE_SECONDS = 15.0
+"""Shortest default lease; the default is ``max(MIN_LEASE_SECONDS, 2 * timeout + 5)``, so a
+request (and its bisection) settles well inside its lease, and a killed worker's records
+come back within half a minute."""
+WAIT_NOTICE_SECONDS = 1.0
+"""A drain that must wait longer than this for another worker's leases says so."""
+
+
+def default_lease_seconds(settings: Mapping[str, TikTokSettings]) -> float:
+    """The lease a run takes by default: long enough for its slowest request to settle."""
+    timeout = max((s.timeout_seconds for s in settings.values()), default=10.0)
+    return max(MIN_LEASE_SECONDS, 2 * timeout + 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +116,12 @@ class Deliverer:
     Guarantees: at-least-once (a record leaves the outbox only when TikTok accepted it or
     it is dead-lettered with a reason); a record is settled delivered only on a
     ``DELIVERED`` verdict; outbox calls happen on the thread calling :meth:`run`.
+    A destination stopped on an auth or permission answer is recorded in the outbox
+    with its reason (``outbox status`` shows it); a later delivery to it clears that.
+    ``on_wait`` receives a sentence whenever a drain waits on leases other workers hold
+    (a killed process's leases expire after ``lease_seconds``). Idle without ``drain``,
+    the run sleeps until the outbox's next ready time, at most ``poll_seconds``; a
+    backend with ``wait_for_work(timeout)`` (PostgreSQL: LISTEN/NOTIFY) wakes it early.
     """
 
     def __init__(
@@ -118,11 +136,12 @@ class Deliverer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        lease_seconds: float = 60.0,
+        lease_seconds: float | None = None,
         linger_seconds: float = 0.05,
         retry_policy: RetryPolicy | None = None,
         rate_policy: RatePolicy | None = None,
         poll_seconds: float = 0.25,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         if classify is None:
             from cdp_tiktok.tiktok.codes import classify as default_classify
@@ -137,7 +156,10 @@ class Deliverer:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._lease = lease_seconds
+        self._lease = (
+            default_lease_seconds(self._destinations) if lease_seconds is None else lease_seconds
+        )
+        self._on_wait = on_wait
         self._linger = linger_seconds
         self._retry_policy = retry_policy or RetryPolicy()
         self._rate_policy = rate_policy or RatePolicy()
@@ -214,6 +236,10 @@ class _Run:
             Backoff(owner._retry_policy, owner._rng),
             clock=owner._clock,
         )
+        self.persisted_stops = {
+            row.destination for row in owner._outbox.status() if row.stopped_reason
+        }
+        self.waiting_notice: float | None = None
         self.queue: deque[Batch] = deque()
         self.hot_keys: list[BatchKey] = []
         self.in_flight: dict[cf.Future[Response], Batch] = {}
@@ -269,7 +295,7 @@ class _Run:
                 self._pause(max(0.0, due - self.o._clock()))
                 continue
             if not self.drain:
-                self._pause(self.o._poll)
+                self._idle_wait()
                 continue
             pause = self._idle_drain_pause()
             if pause is None:
@@ -290,7 +316,37 @@ class _Run:
         next_at = self.o._outbox.next_ready_at()
         if next_at is None:
             return None
-        return max(next_at - now, 0.01)
+        pause = max(next_at - now, 0.01)
+        if pause > WAIT_NOTICE_SECONDS and next_at != self.waiting_notice:
+            leased = self.o._outbox.stats(now=now).leased
+            if leased:
+                self.waiting_notice = next_at
+                self._notice(
+                    f"waiting {pause:.0f} s for {leased} event(s) leased by another worker "
+                    "(running, or killed: its leases expire) before they can be sent"
+                )
+        return pause
+
+    def _notice(self, text: str) -> None:
+        log.warning("%s", text)
+        if self.o._on_wait is not None:
+            self.o._on_wait(text)
+
+    def _idle_wait(self) -> None:
+        """Nothing to do now (worker mode): sleep until the next ready time, bounded by the
+        poll interval, or until the backend signals new work."""
+        now = self.o._clock()
+        next_at = self.o._outbox.next_ready_at()
+        timeout = self.o._poll if next_at is None else min(self.o._poll, next_at - now)
+        timeout = max(timeout, 0.01)
+        wait_for_work = getattr(self.o._outbox, "wait_for_work", None)
+        if wait_for_work is None or self.stop_event is None:
+            self._pause(timeout)
+            return
+        end = now + timeout
+        while not self.stop_event.is_set() and (left := end - self.o._clock()) > 0:
+            if wait_for_work(min(left, 0.25)):
+                return
 
     # --- claiming and batching -----------------------------------------------------------
 
@@ -416,6 +472,9 @@ class _Run:
             route.limiter.throttled()
         elif verdict.outcome is Outcome.DELIVERED:
             route.limiter.succeeded()
+            if name in self.persisted_stops:  # the cause was fixed
+                self.persisted_stops.discard(name)
+                self.o._outbox.stop_destination(name, None)
         if name in self.stopped and verdict.outcome is not Outcome.DELIVERED:
             self.settler.release(batch.items)
             return
@@ -424,6 +483,8 @@ class _Run:
         if settled.stop is not None:
             self.stopped[name] = settled.stop
             log.error("%s", settled.stop)
+            self.o._outbox.stop_destination(name, settled.stop, now=self.o._clock())
+            self.persisted_stops.add(name)
             self.settler.release(route.batcher.remove(lambda key: key.destination == name))
 
     # --- waiting, progress, shutdown -------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from cdp_tiktok.delivery.outbox import open_outbox
+from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.delivery.retry import RetryPolicy
 from cdp_tiktok.delivery.worker import Deliverer
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN

@@ -1,0 +1,56 @@
+"""Opening the outbox from the command line: which url, and errors as one sentence."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from cdp_tiktok.cli.options import SANDBOX_OUTBOX
+from cdp_tiktok.settings import SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from cdp_tiktok.delivery.outbox import Outbox
+
+
+def outbox_url(url: str | None, settings_file: Path | None, sandbox: bool) -> str:
+    """The outbox a command acts on: ``--outbox``, else ``--sandbox``'s, else the setting."""
+    if url is not None:
+        if sandbox:
+            raise click.UsageError("give --outbox or --sandbox, not both")
+        return url
+    if sandbox:
+        return SANDBOX_OUTBOX
+    try:
+        return load_settings(file=settings_file).outbox
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@contextmanager
+def opened_outbox(url: str, *, must_exist: bool = True) -> Iterator[Outbox]:
+    """The outbox at ``url``, closed on exit; a missing SQLite file (``must_exist``), an
+    unknown url or an unreachable database is one located sentence, never a traceback."""
+    from cdp_tiktok.backends import open_outbox
+    from cdp_tiktok.delivery.sqlite_outbox import sqlite_path
+
+    path = sqlite_path(url)
+    if must_exist and path is not None and not path.exists():
+        raise click.ClickException(
+            f"no outbox at {path} (from {url}); nothing was ever enqueued there. "
+            "Pass --outbox or set CDP_TIKTOK_OUTBOX."
+        )
+    try:
+        outbox = open_outbox(url)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        raise click.ClickException(f"cannot open the outbox {url}: {exc}") from None
+    try:
+        yield outbox
+    finally:
+        outbox.close()

@@ -1,0 +1,89 @@
+"""``cdp-tiktok worker``: processes sharing one SQLite outbox, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
+from cdp_tiktok.events import BatchKey, OutgoingEvent
+from cdp_tiktok.sandbox.server import SandboxServer
+from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
+
+KEY = BatchKey("TikTok", "web", "CWORKERPIXEL00000001")
+EVENTS = 400
+DEADLINE = 60.0
+
+
+def _event(n: int) -> OutgoingEvent:
+    return OutgoingEvent(
+        KEY,
+        {
+            "event": "Purchase",
+            "event_id": f"w-{n}",
+            "event_time": int(time.time()),
+            "user": {"external_id": ["a" * 64]},
+            "page": {"url": "https://shop.example/"},
+            "properties": {"value": n, "currency": "EUR"},
+        },
+    )
+
+
+def _worker(url: str, endpoint: str, settings: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_TIKTOK_")}
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "cdp_tiktok", "worker", "--outbox", url,
+            "--endpoint", endpoint, "--access-token", SANDBOX_ACCESS_TOKEN,
+            "--settings", str(settings), "--concurrency", "1",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def _until(condition: object, what: str) -> None:
+    end = time.monotonic() + DEADLINE
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_two_workers_share_one_outbox_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("batch_max_events: 10\n")
+    box = SQLiteOutbox(tmp_path / "outbox.db")
+    box.enqueue([_event(n) for n in range(EVENTS)])
+    url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    with SandboxServer(latency_ms=50) as sandbox:
+        first = _worker(url, sandbox.url, settings)
+        second = _worker(url, sandbox.url, settings)
+        try:
+            _until(lambda: sandbox.stats().accepted_events >= 60, "the first deliveries")
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=DEADLINE) == 0
+            assert box.stats().delivered < EVENTS  # stopped mid-stream
+            _until(lambda: box.stats().delivered == EVENTS, "the second worker to finish")
+            second.send_signal(signal.SIGINT)
+            assert second.wait(timeout=DEADLINE) == 0
+        finally:
+            for process in (first, second):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        events = sandbox.events()
+        stats = sandbox.stats()
+    ids = sorted(e["data"]["event_id"] for e in events)
+    assert ids == sorted(f"w-{n}" for n in range(EVENTS))  # every event, each once
+    assert stats.duplicates == 0
+    assert box.stats().pending == box.stats().leased == 0
+    for process in (first, second):
+        assert process.stderr is not None
+        log = process.stderr.read().decode()
+        assert "worker stopped: delivered" in log and "Traceback" not in log
+        assert SANDBOX_ACCESS_TOKEN not in log
+    box.close()
