@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 BUILTIN_BACKENDS = (
     "cdp_tiktok.delivery.sqlite_outbox",
     "cdp_tiktok.delivery.memory_outbox",
+    "cdp_tiktok.delivery.postgres_outbox",
     "cdp_tiktok.identity_backends",
 )
 """Modules of the built-in backends, each registering its schemes with a hook."""

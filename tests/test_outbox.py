@@ -1,4 +1,5 @@
-"""The outbox contract, checked on both backends (SQLite on a real file, and memory)."""
+"""The outbox contract, checked on every backend: SQLite on a real file, memory, and a real
+PostgreSQL database created and dropped per test."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
 from cdp_tiktok.delivery.outbox import EncodedEvent, Outbox, OutboxStats, RecordState
+from cdp_tiktok.delivery.postgres_outbox import PostgresOutbox
 from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.tiktok.payload import encode_event
+from tests.pg import fresh_database
 
 WEB = BatchKey("TikTok", "web", "CPIXEL0000000000000A")
 TEST = BatchKey("TikTok", "web", "CPIXEL0000000000000A", "TEST123")
@@ -46,11 +50,27 @@ def attempt(outcome: str = "retry", code: int | None = 50001, at: float = T0) ->
     return Attempt(at, outcome, code, 200, f"{outcome} message", f"req-{outcome}")
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """One database for this module's PostgreSQL runs, created and dropped here."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outbox]:
-    box: Outbox = (
-        SQLiteOutbox(tmp_path / "outbox.db") if request.param == "sqlite" else MemoryOutbox()
-    )
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        box: Outbox = PostgresOutbox(url)  # creates the schema on first use
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "TRUNCATE cdp_outbox, cdp_outbox_delivered_keys, cdp_outbox_stops RESTART IDENTITY"
+            )
+            conn.execute("UPDATE cdp_outbox_counters SET value = 0")
+        yield box
+        box.close()
+        return
+    box = SQLiteOutbox(tmp_path / "outbox.db") if request.param == "sqlite" else MemoryOutbox()
     yield box
     box.close()
 

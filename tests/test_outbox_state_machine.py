@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
 from cdp_tiktok.delivery.outbox import Outbox, OutboxStats
+from cdp_tiktok.delivery.postgres_outbox import PostgresOutbox
 from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+from tests.pg import fresh_database
 
 KEYS = (BatchKey("TikTok", "web", "CPIXEL_A"), BatchKey("TikTok", "web", "CPIXEL_A", "TEST1"))
 WORKERS = ("w1", "w2", "w3")
@@ -243,8 +248,35 @@ class MemoryOutboxMachine(OutboxMachine):
     backend = "memory"
 
 
+class PostgresOutboxMachine(OutboxMachine):
+    """One database for the class (created and dropped by ``pg_database``), emptied per run."""
+
+    backend = "postgresql"
+    url = ""
+
+    def open(self) -> Outbox:
+        box = PostgresOutbox(self.url)
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(
+                "TRUNCATE cdp_outbox, cdp_outbox_delivered_keys, cdp_outbox_stops RESTART IDENTITY"
+            )
+            conn.execute("UPDATE cdp_outbox_counters SET value = 0")
+        return box
+
+
+@pytest.fixture(scope="class")
+def pg_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    with fresh_database() as url:
+        request.cls.url = url
+        yield
+
+
 MACHINE_SETTINGS = settings(max_examples=100, stateful_step_count=30)
 TestSQLiteOutboxStateMachine = OutboxMachine.TestCase
 TestSQLiteOutboxStateMachine.settings = MACHINE_SETTINGS
 TestMemoryOutboxStateMachine = MemoryOutboxMachine.TestCase
 TestMemoryOutboxStateMachine.settings = MACHINE_SETTINGS
+TestPostgresOutboxStateMachine = pytest.mark.usefixtures("pg_database")(
+    PostgresOutboxMachine.TestCase
+)
+TestPostgresOutboxStateMachine.settings = settings(max_examples=30, stateful_step_count=30)

@@ -72,12 +72,19 @@ def delivery_options(function: Any) -> Any:
     help="Outbox URL (sqlite:///path.db or postgresql://user@host/db). Env: CDP_TIKTOK_OUTBOX.",
 )
 @delivery_options
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1),
+    help="How long a claim is leased; a killed worker's events are sent by others after "
+    "this (default: max(15, 2 x timeout_seconds + 5)).",
+)
 def worker(
     outbox_url: str | None,
     settings_file: Path | None,
     access_token: str | None,
     endpoint: str | None,
     concurrency: int | None,
+    lease_seconds: float | None,
 ) -> None:
     """Deliver the outbox's events until stopped (SIGTERM or Ctrl-C).
 
@@ -110,6 +117,7 @@ def worker(
                 stop=stop,
                 host=host,
                 concurrency=concurrency,
+                lease_seconds=lease_seconds,
                 on_wait=lambda text: click.echo(f"waiting: {text}", err=True),
             )
     finally:

@@ -62,6 +62,7 @@ def run_delivery(
     concurrency: int | None = None,
     on_wait: Callable[[str], None] | None = None,
     on_progress: Callable[[DeliveryProgress], None] | None = None,
+    lease_seconds: float | None = None,
 ) -> DeliveryReport:
     """Deliver from ``outbox``: until drained (``drain``) or until ``stop`` is set.
 
@@ -69,6 +70,11 @@ def run_delivery(
     released before this returns, so a SIGTERM handler only needs to set ``stop``.
     """
     deliverer = build_deliverer(
-        outbox, settings, host=host, concurrency=concurrency, on_wait=on_wait
+        outbox,
+        settings,
+        host=host,
+        concurrency=concurrency,
+        on_wait=on_wait,
+        lease_seconds=lease_seconds,
     )
     return deliverer.run(drain=drain, stop=stop, on_progress=on_progress)

@@ -1,0 +1,103 @@
+"""Connecting to PostgreSQL (psycopg 3) for the outbox and identity store backends.
+
+A password never comes from a url (it would be printed, logged and kept in shell
+history): a url carrying one is refused, and libpq reads it from ``PGPASSWORD``, a
+``~/.pgpass`` file or a service file (``PGSERVICEFILE``) instead. Errors never echo the
+url. A lost connection is reopened with exponential backoff (:func:`reconnecting`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RECONNECT_SECONDS = 30.0
+"""How long an operation keeps reconnecting before it gives up and raises."""
+CONNECT_TIMEOUT = 5
+
+
+def check_url(url: str) -> dict[str, Any]:
+    """The libpq parameters of ``url``; ``ValueError`` when it is not a PostgreSQL url or
+    carries a password (the message never repeats the url)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:
+        raise ValueError("not a valid postgresql:// url (see libpq connection URIs)") from None
+    if params.get("password"):
+        raise ValueError(
+            "a password in a postgresql:// url is refused (it would be shown and logged); "
+            "set PGPASSWORD or use a ~/.pgpass or service file"
+        )
+    return params
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown: host, port and database only."""
+    try:
+        params = check_url(url)
+    except ValueError:
+        return "postgresql://…"
+    host = params.get("host", "")
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"postgresql://{params.get('user', '')}@{host}{port}/{params.get('dbname', '')}"
+
+
+def connect(url: str, *, autocommit: bool = True) -> Any:
+    """A new psycopg connection to ``url`` (checked by :func:`check_url`)."""
+    import psycopg
+
+    params = check_url(url)
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    params.setdefault("application_name", "cdp_tiktok")
+    return psycopg.connect(autocommit=autocommit, **params)
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether ``error`` means the connection is gone (worth reconnecting), not bad SQL."""
+    import psycopg
+
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    return isinstance(error, psycopg.errors.AdminShutdown | psycopg.errors.CrashShutdown)
+
+
+def reconnecting(
+    operation: Callable[[], T],
+    reconnect: Callable[[], None],
+    *,
+    what: str,
+    give_up_after: float = RECONNECT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``operation``; when the connection is lost, ``reconnect`` with exponential
+    backoff (0.05 s doubling to 2 s) and run it again, for up to ``give_up_after`` s.
+
+    An operation is one transaction, so a retried one either committed before (settles
+    are idempotent; an enqueue may then be stored twice: delivery is at least once) or
+    not at all.
+    """
+    deadline = time.monotonic() + give_up_after
+    delay = 0.05
+    while True:
+        try:
+            return operation()
+        except Exception as error:
+            if not is_connection_error(error) or time.monotonic() >= deadline:
+                raise
+            log.warning("PostgreSQL connection lost during %s; reconnecting", what)
+        while True:
+            sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                reconnect()
+                break
+            except Exception as error:
+                if not is_connection_error(error) or time.monotonic() >= deadline:
+                    raise
