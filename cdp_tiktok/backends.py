@@ -29,6 +29,7 @@ BUILTIN_BACKENDS = (
     "cdp_tiktok.delivery.memory_outbox",
     "cdp_tiktok.delivery.postgres_outbox",
     "cdp_tiktok.identity_backends",
+    "cdp_tiktok.postgres_identity",
 )
 """Modules of the built-in backends, each registering its schemes with a hook."""
 ENTRY_POINT_GROUP = "cdp_tiktok"

@@ -81,11 +81,14 @@ def id_digest(identifier: str) -> str:
     return sha256_hex(_ID_NAMESPACE + identifier)
 
 
-def _digests(*ids: str | None) -> list[str]:
+def id_digests(*ids: str | None) -> list[str]:
+    """The stored forms of the given ids, without empty ones and repeats (every store)."""
     return list(dict.fromkeys(id_digest(i) for i in ids if i))
 
 
-def _checked(keys: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+def checked_keys(keys: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """``(key, lower-case hash)`` rows of ``keys``; ``ValueError`` (never echoing a value)
+    for a key the store does not keep or a value that is not SHA-256 hex."""
     rows: list[tuple[str, str]] = []
     for key, values in keys.items():
         if key not in STORED_KEYS:
@@ -100,7 +103,7 @@ def _checked(keys: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
     return rows
 
 
-def _merge(rows: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+def merge_rows(rows: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """Rows in priority order -> de-duplicated, capped lists per key."""
     merged: dict[str, list[str]] = {}
     for key, value in rows:
@@ -151,9 +154,9 @@ class MemoryIdentityStore:
         now: float | None = None,
     ) -> None:
         """See :meth:`IdentityStore.remember`."""
-        rows = _checked(keys)
+        rows = checked_keys(keys)
         at = time.time() if now is None else now
-        nodes = _digests(user_id, anonymous_id)
+        nodes = id_digests(user_id, anonymous_id)
         with self._lock:
             for node in nodes:
                 entries = self._keys.setdefault(node, {})
@@ -183,7 +186,7 @@ class MemoryIdentityStore:
 
     def link(self, previous_id: str, user_id: str, now: float | None = None) -> None:
         """See :meth:`IdentityStore.link`."""
-        nodes = _digests(previous_id, user_id)
+        nodes = id_digests(previous_id, user_id)
         if len(nodes) == 2:
             with self._lock:
                 self._link(nodes[0], nodes[1], time.time() if now is None else now)
@@ -207,16 +210,16 @@ class MemoryIdentityStore:
         since = (time.time() if now is None else now) - self._ttl
         with self._lock:
             rows: list[tuple[str, str]] = []
-            for node in self._component(_digests(user_id, anonymous_id), since):
+            for node in self._component(id_digests(user_id, anonymous_id), since):
                 entries = self._keys.get(node, {})
                 fresh = sorted((-at, row) for row, at in entries.items() if at >= since)
                 rows.extend(row for _, row in fresh)
-        return _merge(rows)
+        return merge_rows(rows)
 
     def forget(self, user_id: str | None = None, anonymous_id: str | None = None) -> int:
         """See :meth:`IdentityStore.forget`."""
         with self._lock:
-            nodes = self._component(_digests(user_id, anonymous_id), float("-inf"))
+            nodes = self._component(id_digests(user_id, anonymous_id), float("-inf"))
             count = 0
             for node in nodes:
                 count += len(self._keys.pop(node, {}))
@@ -308,9 +311,9 @@ class SQLiteIdentityStore:
         now: float | None = None,
     ) -> None:
         """See :meth:`IdentityStore.remember`."""
-        rows = _checked(keys)
+        rows = checked_keys(keys)
         at = time.time() if now is None else now
-        nodes = _digests(user_id, anonymous_id)
+        nodes = id_digests(user_id, anonymous_id)
         statements = [(_UPSERT_KEY, [(n, k, v, at) for n in nodes for k, v in rows])]
         if len(nodes) == 2:
             statements.append((_UPSERT_LINK, _link_rows(nodes[0], nodes[1], at)))
@@ -319,7 +322,7 @@ class SQLiteIdentityStore:
 
     def link(self, previous_id: str, user_id: str, now: float | None = None) -> None:
         """See :meth:`IdentityStore.link`."""
-        nodes = _digests(previous_id, user_id)
+        nodes = id_digests(previous_id, user_id)
         if len(nodes) == 2:
             at = time.time() if now is None else now
             self._write([(_UPSERT_LINK, _link_rows(nodes[0], nodes[1], at))])
@@ -339,16 +342,16 @@ class SQLiteIdentityStore:
         since = (time.time() if now is None else now) - self._ttl
         rows: list[tuple[str, str]] = []
         with self._lock:
-            for node in self._component(_digests(user_id, anonymous_id), since):
+            for node in self._component(id_digests(user_id, anonymous_id), since):
                 rows.extend(self._db.execute(_SELECT_KEYS, (node, since)))
-        return _merge(rows)
+        return merge_rows(rows)
 
     def forget(self, user_id: str | None = None, anonymous_id: str | None = None) -> int:
         """See :meth:`IdentityStore.forget`."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                nodes = self._component(_digests(user_id, anonymous_id), float("-inf"))
+                nodes = self._component(id_digests(user_id, anonymous_id), float("-inf"))
                 count = 0
                 for node in nodes:
                     count += self._db.execute(

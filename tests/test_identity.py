@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -22,14 +23,30 @@ from cdp_tiktok.identity import (
     enrich_user,
 )
 from cdp_tiktok.matchkeys import normalize_user, sha256_hex
+from tests.pg import fresh_database
 
 DAY = 86400.0
 T0 = 1_700_000_000.0
 E1, E2, P1, X1 = (sha256_hex(s) for s in ("e1@x.io", "e2@x.io", "+12133734253", "crm-1"))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """One database for this module's PostgreSQL runs, created and dropped here."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IdentityStore]:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        opened = open_identity_store(url, ttl_seconds=30 * DAY)  # creates the schema
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE cdp_identity_keys, cdp_identity_links")
+        yield opened
+        opened.close()
+        return
     url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'id.db'}"
     opened = open_identity_store(url, ttl_seconds=30 * DAY)
     yield opened

@@ -134,6 +134,11 @@ def test_no_raw_identifier_reaches_any_postgresql_table(tmp_path: Path) -> None:
             ],
         )  # fmt: skip
         assert result.exit_code == 1 and "stopped" in result.output  # rows stay in the table
+        status = CliRunner().invoke(main, ["outbox", "--outbox", url, "status", "--json"])
+        row = json.loads(status.stdout)
+        assert row["stopped"] == 1 and "stopped (auth)" in row["stopped_reason"]
+        migrate = CliRunner().invoke(main, ["outbox", "--outbox", url, "migrate"])
+        assert migrate.exit_code == 0 and "schema version 1" in migrate.stdout
         with psycopg.connect(url) as conn:
             tables = [
                 row[0]

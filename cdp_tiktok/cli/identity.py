@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import click
 
 from cdp_tiktok.backends import open_identity_store
+from cdp_tiktok.cli.options import SANDBOX_IDENTITY
+from cdp_tiktok.cli.stores import STORE_ERRORS, safe_url
 from cdp_tiktok.settings import SettingsError, load_settings
 
 _SQLITE = "sqlite:///"
@@ -24,9 +25,11 @@ def identity() -> None:
 @click.option(
     "--store",
     metavar="URL",
-    help="Identity store (sqlite:///path or memory://); default: the `identity` setting.",
+    help="Identity store (sqlite:///path, postgresql://user@host/db); default: the "
+    "`identity` setting.",
 )
-def forget(user_id: str | None, anonymous_id: str | None, store: str | None) -> None:
+@click.option("--sandbox", is_flag=True, help="Act on the identity store of `send --sandbox`.")
+def forget(user_id: str | None, anonymous_id: str | None, store: str | None, sandbox: bool) -> None:
     """Delete everything stored about a person (for privacy requests).
 
     Deletes the entries of the given ids and of every id linked to them by identify or
@@ -38,7 +41,9 @@ def forget(user_id: str | None, anonymous_id: str | None, store: str | None) -> 
         settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    url = store or settings.identity
+    if store and sandbox:
+        raise click.UsageError("give --store or --sandbox, not both")
+    url = store or (SANDBOX_IDENTITY if sandbox else settings.identity)
     if url.startswith(_SQLITE) and not Path(url[len(_SQLITE) :]).exists():
         click.echo(f"No identity store at {url}: nothing to forget.")
         return
@@ -46,12 +51,12 @@ def forget(user_id: str | None, anonymous_id: str | None, store: str | None) -> 
         opened = open_identity_store(url, settings.identity_ttl_days * 86400.0)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--store") from None
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot open {url}: {exc}") from None
+    except STORE_ERRORS as exc:
+        raise click.ClickException(f"cannot open {safe_url(url)}: {exc}") from None
     try:
         count = opened.forget(user_id=user_id, anonymous_id=anonymous_id)
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot update {url}: {exc}") from None
+    except STORE_ERRORS as exc:
+        raise click.ClickException(f"cannot update {safe_url(url)}: {exc}") from None
     finally:
         opened.close()
-    click.echo(f"Forgot {count} identity entr{'y' if count == 1 else 'ies'} in {url}.")
+    click.echo(f"Forgot {count} identity entr{'y' if count == 1 else 'ies'} in {safe_url(url)}.")

@@ -9,12 +9,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import psycopg
 
 from cdp_tiktok.cli.options import SANDBOX_OUTBOX
 from cdp_tiktok.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:
     from cdp_tiktok.delivery.outbox import Outbox
+
+STORE_ERRORS: tuple[type[Exception], ...] = (OSError, sqlite3.Error, RuntimeError, psycopg.Error)
+"""What opening or using a store can raise besides bad input (shown as one sentence)."""
+
+
+def safe_url(url: str) -> str:
+    """A store url as it may be printed (a PostgreSQL url without credentials)."""
+    if url.startswith(("postgresql:", "postgres:")):
+        from cdp_tiktok.postgres import safe_url as shown
+
+        return shown(url)
+    return url
 
 
 def outbox_url(url: str | None, settings_file: Path | None, sandbox: bool) -> str:
@@ -48,8 +61,8 @@ def opened_outbox(url: str, *, must_exist: bool = True) -> Iterator[Outbox]:
         outbox = open_outbox(url)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    except (OSError, sqlite3.Error, RuntimeError) as exc:
-        raise click.ClickException(f"cannot open the outbox {url}: {exc}") from None
+    except STORE_ERRORS as exc:
+        raise click.ClickException(f"cannot open the outbox {safe_url(url)}: {exc}") from None
     try:
         yield outbox
     finally:
