@@ -279,4 +279,4 @@ TestMemoryOutboxStateMachine.settings = MACHINE_SETTINGS
 TestPostgresOutboxStateMachine = pytest.mark.usefixtures("pg_database")(
     PostgresOutboxMachine.TestCase
 )
-TestPostgresOutboxStateMachine.settings = settings(max_examples=30, stateful_step_count=30)
+TestPostgresOutboxStateMachine.settings = settings(max_examples=20, stateful_step_count=30)

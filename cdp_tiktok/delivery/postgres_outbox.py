@@ -92,16 +92,13 @@ _WAITING = (
     "destination = %(destination)s AND state = 'live'"
     " AND NOT (lease_owner IS NOT NULL AND next_attempt_at > %(now)s)"
 )
-_INSERT = f"""
-INSERT INTO cdp_outbox (state, {_KEY_COLUMNS}, event_id, data, dedup, enqueued_at,
-                        next_attempt_at, ready_at)
-SELECT 'live', d, es, esid, tec, eid, data, dd, %(at)s, %(at)s, %(at)s
-FROM unnest(%(d)s::text[], %(es)s::text[], %(esid)s::text[], %(tec)s::text[],
-            %(eid)s::text[], %(data)s::text[], %(dd)s::text[])
-     WITH ORDINALITY AS t(d, es, esid, tec, eid, data, dd, n)
-ORDER BY n
-RETURNING id
-"""
+_COPY = (
+    f"COPY cdp_outbox (id, state, {_KEY_COLUMNS}, event_id, data, dedup, enqueued_at,"
+    " next_attempt_at, ready_at) FROM STDIN"
+)
+# Ids come from the table's sequence first, so COPY (much faster than INSERT for a batch;
+# it has no RETURNING) can store every row with its id, in enqueue order.
+_IDS = "SELECT nextval(pg_get_serial_sequence('cdp_outbox', 'id')) FROM generate_series(1, %s)"
 
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -230,18 +227,14 @@ class PostgresOutbox:
                 chosen = self._new_rows(cur, rows, at - dedup_seconds)
             if not chosen:
                 return []
-            params = {
-                "at": at,
-                "d": [r[0].destination for r in chosen],
-                "es": [r[0].event_source for r in chosen],
-                "esid": [r[0].event_source_id for r in chosen],
-                "tec": [r[0].test_event_code for r in chosen],
-                "eid": [r[1] for r in chosen],
-                "data": [r[2] for r in chosen],
-                "dd": [r[3] for r in chosen],
-            }
-            cur.execute(_INSERT, params)
+            cur.execute(_IDS, (len(chosen),))
             ids = sorted(row[0] for row in cur.fetchall())
+            with cur.copy(_COPY) as copy:
+                for id_, (key, event_id, data, identity) in zip(ids, chosen, strict=True):
+                    copy.write_row(
+                        (id_, "live", key.destination, key.event_source, key.event_source_id,
+                         key.test_event_code, event_id, data, identity, at, at, at)
+                    )  # fmt: skip
             cur.execute(f"NOTIFY {CHANNEL}")
             return ids
 
