@@ -153,3 +153,34 @@ def test_no_raw_identifier_reaches_any_postgresql_table(tmp_path: Path) -> None:
     for raw in ("scale.person@example.com", "2133734253", "373 4253", "user-secret-42"):
         assert raw not in dump  # ...but only hashed
     assert "wrong-token" not in dump
+
+
+def test_an_outbox_call_reconnects_after_its_session_is_terminated() -> None:
+    with fresh_database() as url:
+        box = PostgresOutbox(url)
+        box.enqueue([_event(n) for n in range(3)])
+        with psycopg.connect(url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'cdp_tiktok' AND datname = current_database()"
+            ).fetchone()
+        assert killed == (1,)
+        assert box.stats().pending == 3  # reconnected, nothing lost
+        assert len(box.enqueue([_event(9)])) == 1
+        box.close()
+
+
+def test_the_outbox_url_setting_comes_from_the_environment() -> None:
+    from click.testing import CliRunner
+
+    from cdp_tiktok.cli import main
+
+    with fresh_database() as url:
+        box = PostgresOutbox(url)
+        box.enqueue([_event(1)])
+        box.close()
+        result = CliRunner().invoke(
+            main, ["outbox", "status", "--json"], env={"CDP_TIKTOK_OUTBOX": url}
+        )
+    assert result.exit_code == 0, result.output
+    assert '"pending": 1' in result.stdout and '"destination": "TikTok"' in result.stdout

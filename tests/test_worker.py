@@ -12,7 +12,7 @@ from pathlib import Path
 from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
 from cdp_tiktok.events import BatchKey, OutgoingEvent
 from cdp_tiktok.sandbox.server import SandboxServer
-from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
+from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, Secret
 
 KEY = BatchKey("TikTok", "web", "CWORKERPIXEL00000001")
 EVENTS = 400
@@ -87,3 +87,30 @@ def test_two_workers_share_one_outbox_and_sigterm_exits_cleanly(tmp_path: Path) 
         assert "worker stopped: delivered" in log and "Traceback" not in log
         assert SANDBOX_ACCESS_TOKEN not in log
     box.close()
+
+
+def test_a_restart_says_it_waits_for_a_killed_workers_leases(tmp_path: Path) -> None:
+    from cdp_tiktok.delivery.runner import run_delivery
+    from cdp_tiktok.settings import TikTokSettings
+
+    box = SQLiteOutbox(tmp_path / "outbox.db")
+    box.enqueue([_event(n) for n in range(5)])
+    assert len(box.claim("killed-worker", 10, lease_seconds=2.0)) == 5  # then it died
+    notices: list[str] = []
+    with SandboxServer() as sandbox:
+        settings = TikTokSettings(access_token=Secret(SANDBOX_ACCESS_TOKEN), endpoint=sandbox.url)
+        report = run_delivery(box, settings, drain=True, on_wait=notices.append)
+        accepted = sandbox.stats().accepted_events
+    assert report.delivered == 5 and accepted == 5
+    assert len(notices) == 1
+    assert "5 event(s) leased by another worker" in notices[0] and "expire" in notices[0]
+    box.close()
+
+
+def test_default_leases_are_short_and_follow_the_request_timeout() -> None:
+    from cdp_tiktok.delivery.worker import default_lease_seconds
+    from cdp_tiktok.settings import TikTokSettings
+
+    assert default_lease_seconds({"TikTok": TikTokSettings()}) == 25.0
+    assert default_lease_seconds({"TikTok": TikTokSettings(timeout_seconds=2)}) == 15.0
+    assert default_lease_seconds({"TikTok": TikTokSettings(timeout_seconds=30)}) == 65.0
