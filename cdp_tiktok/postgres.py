@@ -9,6 +9,7 @@ url. A lost connection is reopened with exponential backoff (:func:`reconnecting
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -101,3 +102,35 @@ def reconnecting(
             except Exception as error:
                 if not is_connection_error(error) or time.monotonic() >= deadline:
                     raise
+
+
+class Session:
+    """One connection of a backend: calls serialized by a lock, each one transaction,
+    reopened with backoff when the link is lost (:func:`reconnecting`)."""
+
+    def __init__(self, url: str, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._url = url
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._conn: Any = connect(url)
+
+    def _reconnect(self) -> None:
+        try:
+            self._conn.close()
+        finally:
+            self._conn = connect(self._url)
+
+    def run(self, what: str, operation: Callable[[Any], T]) -> T:
+        """``operation(cursor)`` in one transaction; ``what`` names it in the log."""
+
+        def once() -> T:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                return operation(cur)
+
+        with self._lock:
+            return reconnecting(once, self._reconnect, what=what, sleep=self._sleep)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()

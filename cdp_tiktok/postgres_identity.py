@@ -10,10 +10,9 @@ a lost connection is reopened with backoff.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.identity import (
@@ -24,11 +23,10 @@ from cdp_tiktok.identity import (
     id_digests,
     merge_rows,
 )
-from cdp_tiktok.postgres import connect, reconnecting, safe_url
+from cdp_tiktok.postgres import Session, safe_url
 
 SCHEMA_VERSION = 1
 _LOCK_ID = 7_431_002_272
-T = TypeVar("T")
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS cdp_schema_versions (
@@ -62,31 +60,15 @@ class PostgresIdentityStore:
     def __init__(
         self, url: str, ttl_seconds: float, *, sleep: Callable[[float], None] = time.sleep
     ) -> None:
-        self._url = url
         self._shown = safe_url(url)
         self._ttl = ttl_seconds
-        self._lock = threading.Lock()
-        self._sleep = sleep
         self._writes = 0
-        self._conn: Any = connect(url)
+        self._session = Session(url, sleep=sleep)
+        self._run = self._session.run
         self._run("migrate", self._migrate)
 
     def __repr__(self) -> str:
         return f"PostgresIdentityStore({self._shown!r})"
-
-    def _reconnect(self) -> None:
-        try:
-            self._conn.close()
-        finally:
-            self._conn = connect(self._url)
-
-    def _run(self, what: str, operation: Callable[[Any], T]) -> T:
-        def once() -> T:
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                return operation(cur)
-
-        with self._lock:
-            return reconnecting(once, self._reconnect, what=what, sleep=self._sleep)
 
     def _migrate(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
@@ -223,8 +205,7 @@ class PostgresIdentityStore:
 
     def close(self) -> None:
         """Close the database connection."""
-        with self._lock:
-            self._conn.close()
+        self._session.close()
 
 
 def open_postgres_identity_store(url: str, ttl_seconds: float) -> IdentityStore:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,13 +12,14 @@ import psycopg
 from cdp_tiktok.delivery.postgres_outbox import PostgresOutbox
 from cdp_tiktok.events import BatchKey, OutgoingEvent
 from cdp_tiktok.sandbox.server import SandboxServer
-from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
 from tests.pg import fresh_database
+from tests.workers import until, worker_process
 
 KEY = BatchKey("TikTok", "web", "CSCALEPIXEL000000001")
 EVENTS = 600
 POISON = {"p-17", "p-333"}
 DEADLINE = 90.0
+WORKER_OPTIONS = ("--concurrency", "2", "--lease-seconds", "3")
 
 
 def _event(n: int) -> OutgoingEvent:
@@ -38,26 +37,6 @@ def _event(n: int) -> OutgoingEvent:
     )
 
 
-def _worker(url: str, endpoint: str, settings: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_TIKTOK_")}
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "cdp_tiktok", "worker", "--outbox", url,
-            "--endpoint", endpoint, "--access-token", SANDBOX_ACCESS_TOKEN,
-            "--settings", str(settings), "--concurrency", "2", "--lease-seconds", "3",
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def _until(condition: object, what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_three_workers_survive_sigkill_faults_and_terminated_sessions(tmp_path: Path) -> None:
     settings = tmp_path / "settings.yaml"
     # short backoff, so faults retry within the test's time; never exhausted
@@ -68,18 +47,23 @@ def test_three_workers_survive_sigkill_faults_and_terminated_sessions(tmp_path: 
         with SandboxServer(
             throttle_rate=0.2, error_rate=0.1, poison=POISON, seed=7, latency_ms=20
         ) as sandbox:
-            workers = [_worker(url, sandbox.url, settings) for _ in range(3)]
+            workers = [
+                worker_process(
+                    url, sandbox.url, settings, *WORKER_OPTIONS, stderr=subprocess.DEVNULL
+                )
+                for _ in range(3)
+            ]
             try:
-                _until(lambda: sandbox.stats().accepted_events >= 100, "first deliveries")
+                until(lambda: sandbox.stats().accepted_events >= 100, "first deliveries")
                 workers[0].kill()  # SIGKILL mid-stream: its leases expire, others take them
                 workers[0].wait(timeout=DEADLINE)
-                _until(lambda: sandbox.stats().accepted_events >= 250, "more deliveries")
+                until(lambda: sandbox.stats().accepted_events >= 250, "more deliveries")
                 with psycopg.connect(url, autocommit=True) as admin:
                     admin.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                         " WHERE application_name = 'cdp_tiktok' AND pid <> pg_backend_pid()"
                     )
-                _until(
+                until(
                     lambda: box.stats().delivered + box.stats().dead >= EVENTS,
                     "every event settled",
                 )

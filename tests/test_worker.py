@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +10,7 @@ from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
 from cdp_tiktok.events import BatchKey, OutgoingEvent
 from cdp_tiktok.sandbox.server import SandboxServer
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, Secret
+from tests.workers import until, worker_process
 
 KEY = BatchKey("TikTok", "web", "CWORKERPIXEL00000001")
 EVENTS = 400
@@ -33,26 +31,6 @@ def _event(n: int) -> OutgoingEvent:
     )
 
 
-def _worker(url: str, endpoint: str, settings: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_TIKTOK_")}
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "cdp_tiktok", "worker", "--outbox", url,
-            "--endpoint", endpoint, "--access-token", SANDBOX_ACCESS_TOKEN,
-            "--settings", str(settings), "--concurrency", "1",
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-
-
-def _until(condition: object, what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_two_workers_share_one_outbox_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
     settings = tmp_path / "settings.yaml"
     settings.write_text("batch_max_events: 10\n")
@@ -60,14 +38,14 @@ def test_two_workers_share_one_outbox_and_sigterm_exits_cleanly(tmp_path: Path) 
     box.enqueue([_event(n) for n in range(EVENTS)])
     url = f"sqlite:///{tmp_path / 'outbox.db'}"
     with SandboxServer(latency_ms=50) as sandbox:
-        first = _worker(url, sandbox.url, settings)
-        second = _worker(url, sandbox.url, settings)
+        first = worker_process(url, sandbox.url, settings, "--concurrency", "1")
+        second = worker_process(url, sandbox.url, settings, "--concurrency", "1")
         try:
-            _until(lambda: sandbox.stats().accepted_events >= 60, "the first deliveries")
+            until(lambda: sandbox.stats().accepted_events >= 60, "the first deliveries")
             first.send_signal(signal.SIGTERM)
             assert first.wait(timeout=DEADLINE) == 0
             assert box.stats().delivered < EVENTS  # stopped mid-stream
-            _until(lambda: box.stats().delivered == EVENTS, "the second worker to finish")
+            until(lambda: box.stats().delivered == EVENTS, "the second worker to finish")
             second.send_signal(signal.SIGINT)
             assert second.wait(timeout=DEADLINE) == 0
         finally:

@@ -11,11 +11,8 @@ from pathlib import Path
 
 import click
 
-from cdp_tiktok.cli.stores import opened_outbox, outbox_url
-from cdp_tiktok.delivery.outbox import DeadLetter, Outbox
-
-DEDUP_WINDOW_SECONDS = 48 * 3600
-"""TikTok de-duplicates on event_id only within this window (reference §7)."""
+from cdp_tiktok.cli.stores import opened_outbox, outbox_options, outbox_url
+from cdp_tiktok.delivery.outbox import DEDUP_WINDOW_SECONDS, DeadLetter, Outbox
 
 _COLUMNS = ("ID", "DEAD AT", "EVENT ID", "EVENT", "CODE", "REASON")
 
@@ -53,21 +50,7 @@ def _targets(outbox: Outbox, ids: Sequence[int], every: bool) -> list[DeadLetter
 
 
 @click.group()
-@click.option(
-    "--outbox",
-    "url",
-    metavar="URL",
-    help="Outbox URL: sqlite:///relative.db, sqlite:////absolute.db, postgresql://... "
-    "Default: the outbox setting (env CDP_TIKTOK_OUTBOX).",
-)
-@click.option(
-    "--settings",
-    "settings_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="CDP_TIKTOK_SETTINGS",
-    help="Settings file to read the outbox URL from. Env: CDP_TIKTOK_SETTINGS.",
-)
-@click.option("--sandbox", is_flag=True, help="Act on the outbox of `send --sandbox`.")
+@outbox_options
 @click.pass_context
 def dlq(ctx: click.Context, url: str | None, settings_file: Path | None, sandbox: bool) -> None:
     """Inspect and act on dead letters: events the outbox will not send again by itself."""

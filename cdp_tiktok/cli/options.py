@@ -25,18 +25,21 @@ def where(url: str) -> str:
     return url
 
 
+SETTINGS_FILE_OPTION = click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="CDP_TIKTOK_SETTINGS",
+    help="Settings file (YAML or JSON). Env: CDP_TIKTOK_SETTINGS.",
+)
+ACCESS_TOKEN_OPTION = click.option(
+    "--access-token",
+    help="TikTok Events API access token. Env: CDP_TIKTOK_ACCESS_TOKEN. Never printed.",
+)
+
 SETTING_OPTIONS: list[Callable[[F], F]] = [
-    click.option(
-        "--settings",
-        "settings_file",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        envvar="CDP_TIKTOK_SETTINGS",
-        help="Settings file (YAML or JSON). Env: CDP_TIKTOK_SETTINGS.",
-    ),
-    click.option(
-        "--access-token",
-        help="TikTok Events API access token. Env: CDP_TIKTOK_ACCESS_TOKEN. Never printed.",
-    ),
+    SETTINGS_FILE_OPTION,
+    ACCESS_TOKEN_OPTION,
     click.option(
         "--pixel-code", help="Event source id (pixel code for web). Env: CDP_TIKTOK_PIXEL_CODE."
     ),

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from cdp_tiktok.cli.stores import opened_outbox, outbox_url
+from cdp_tiktok.cli.stores import opened_outbox, outbox_options, outbox_url
 from cdp_tiktok.cli.worker import delivery_options, delivery_settings_from
 from cdp_tiktok.delivery.outbox import DestinationStatus, RecordState
 
@@ -42,21 +42,7 @@ def _as_json(row: DestinationStatus, now: float) -> dict[str, Any]:
 
 
 @click.group()
-@click.option(
-    "--outbox",
-    "url",
-    metavar="URL",
-    help="Outbox URL (sqlite:///path.db, postgresql://user@host/db). "
-    "Default: the outbox setting (env CDP_TIKTOK_OUTBOX).",
-)
-@click.option(
-    "--settings",
-    "settings_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="CDP_TIKTOK_SETTINGS",
-    help="Settings file to read the outbox URL from. Env: CDP_TIKTOK_SETTINGS.",
-)
-@click.option("--sandbox", is_flag=True, help="Act on the outbox of `send --sandbox`.")
+@outbox_options
 @click.pass_context
 def outbox(ctx: click.Context, url: str | None, settings_file: Path | None, sandbox: bool) -> None:
     """Inspect and act on the outbox: what waits, why, and for whom."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import psycopg
@@ -16,6 +16,8 @@ from cdp_tiktok.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:
     from cdp_tiktok.delivery.outbox import Outbox
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 STORE_ERRORS: tuple[type[Exception], ...] = (OSError, sqlite3.Error, RuntimeError, psycopg.Error)
 """What opening or using a store can raise besides bad input (shown as one sentence)."""
@@ -28,6 +30,33 @@ def safe_url(url: str) -> str:
 
         return shown(url)
     return url
+
+
+OUTBOX_OPTIONS = [
+    click.option(
+        "--outbox",
+        "url",
+        metavar="URL",
+        help="Outbox URL (sqlite:///path.db, postgresql://user@host/db, memory://). "
+        "Default: the outbox setting (env CDP_TIKTOK_OUTBOX).",
+    ),
+    click.option(
+        "--settings",
+        "settings_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        envvar="CDP_TIKTOK_SETTINGS",
+        help="Settings file to read the outbox URL from. Env: CDP_TIKTOK_SETTINGS.",
+    ),
+    click.option("--sandbox", is_flag=True, help="Act on the outbox of `send --sandbox`."),
+]
+
+
+def outbox_options(function: F) -> F:
+    """Decorate a command group with ``--outbox``, ``--settings`` and ``--sandbox``; the
+    group receives ``url``, ``settings_file`` and ``sandbox`` (see :func:`outbox_url`)."""
+    for option in reversed(OUTBOX_OPTIONS):
+        function = option(function)
+    return function
 
 
 def outbox_url(url: str | None, settings_file: Path | None, sandbox: bool) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from cdp_tiktok.cli.options import ACCESS_TOKEN_OPTION, SETTINGS_FILE_OPTION
 from cdp_tiktok.cli.stores import opened_outbox
 from cdp_tiktok.settings import SettingsError, TikTokSettings, load_settings
 
@@ -37,17 +38,8 @@ def delivery_settings_from(
 
 
 DELIVERY_OPTIONS = [
-    click.option(
-        "--settings",
-        "settings_file",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        envvar="CDP_TIKTOK_SETTINGS",
-        help="Settings file (YAML or JSON). Env: CDP_TIKTOK_SETTINGS.",
-    ),
-    click.option(
-        "--access-token",
-        help="TikTok Events API access token. Env: CDP_TIKTOK_ACCESS_TOKEN. Never printed.",
-    ),
+    SETTINGS_FILE_OPTION,
+    ACCESS_TOKEN_OPTION,
     click.option("--endpoint", help="TikTok API base URL. Env: CDP_TIKTOK_ENDPOINT."),
     click.option(
         "--concurrency",

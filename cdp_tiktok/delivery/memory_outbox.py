@@ -22,6 +22,7 @@ from cdp_tiktok.delivery.outbox import (
     StatusBuilder,
     dedup_identity,
     event_fields,
+    without_known,
 )
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
@@ -108,16 +109,13 @@ class MemoryOutbox:
         ]
         with self._lock:
             ids = []
-            seen: set[str] = set()
+            rows = list(zip(encoded, identities, strict=True))
             if dedup_seconds > 0:
                 since = at - dedup_seconds
-                seen.update(r.dedup for r in self._rows.values() if r.dedup and r.state != "dead")
-                seen.update(k for k, when in self._delivered_keys.items() if when >= since)
-            for (key, data, event_id), identity in zip(encoded, identities, strict=True):
-                if dedup_seconds > 0 and identity is not None:
-                    if identity in seen:
-                        continue
-                    seen.add(identity)
+                known = {r.dedup for r in self._rows.values() if r.dedup and r.state != "dead"}
+                known.update(k for k, when in self._delivered_keys.items() if when >= since)
+                rows = without_known(rows, identities, known)
+            for (key, data, event_id), identity in rows:
                 row = _Row(self._next_id, key, data, event_id, at, at, at, dedup=identity)
                 self._rows[row.id] = row
                 ids.append(row.id)

@@ -18,14 +18,15 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 
 _decode = json.JSONDecoder().decode
 
 DEDUP_WINDOW_SECONDS = 48 * 3600.0
-"""Default idempotent-enqueue window: TikTok de-duplicates on event_id within 48 h."""
+"""TikTok de-duplicates on (event_source_id, event, event_id) within this window (48 h):
+the default idempotent-enqueue window, and the age past which a replay may double-count."""
 DELIVERED_KEYS_RETENTION = 7 * 86400.0
 """Identities of delivered events are kept this long (the longest dedup window allowed)."""
 
@@ -113,6 +114,23 @@ class StatusBuilder:
         for destination in self._stops:
             self._row(destination)
         return [self._rows[name] for name in sorted(self._rows)]
+
+
+R = TypeVar("R")
+
+
+def without_known(rows: Sequence[R], identities: Sequence[str | None], known: set[str]) -> list[R]:
+    """``rows`` without those whose identity (same position in ``identities``) is in
+    ``known`` or repeats an earlier row's; ``known`` grows with the rows kept. The rule of
+    idempotent enqueue, shared by every backend."""
+    fresh = []
+    for row, identity in zip(rows, identities, strict=True):
+        if identity is not None:
+            if identity in known:
+                continue
+            known.add(identity)
+        fresh.append(row)
+    return fresh
 
 
 def dedup_identity(event: OutgoingEvent | EncodedEvent) -> str | None:

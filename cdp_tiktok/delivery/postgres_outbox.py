@@ -16,10 +16,9 @@ connection is reopened with backoff (:func:`cdp_tiktok.postgres.reconnecting`).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from cdp_tiktok.delivery.outbox import (
     DELIVERED_KEYS_RETENTION,
@@ -31,15 +30,15 @@ from cdp_tiktok.delivery.outbox import (
     StatusBuilder,
     dedup_identity,
     event_fields,
+    without_known,
 )
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
-from cdp_tiktok.postgres import connect, reconnecting, safe_url
+from cdp_tiktok.postgres import Session, connect, safe_url
 
 SCHEMA_VERSION = 1
 CHANNEL = "cdp_outbox"
 _LOCK_ID = 7_431_002_271  # pg_advisory_xact_lock key serializing schema migrations
-T = TypeVar("T")
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS cdp_schema_versions (
@@ -140,9 +139,8 @@ class PostgresOutbox:
     def __init__(self, url: str, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self._url = url
         self._shown = safe_url(url)
-        self._lock = threading.Lock()
-        self._sleep = sleep
-        self._conn: Any = connect(url)
+        self._session = Session(url, sleep=sleep)
+        self._run = self._session.run
         self._listener: Any = None
         self.schema_version = self._migrate()
 
@@ -150,22 +148,6 @@ class PostgresOutbox:
         return f"PostgresOutbox({self._shown!r})"
 
     # -- connection -----------------------------------------------------------------
-
-    def _reconnect(self) -> None:
-        try:
-            self._conn.close()
-        finally:
-            self._conn = connect(self._url)
-
-    def _run(self, what: str, operation: Callable[[Any], T]) -> T:
-        """Run ``operation(cursor)`` in one transaction, reconnecting if the link is lost."""
-
-        def once() -> T:
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                return operation(cur)
-
-        with self._lock:
-            return reconnecting(once, self._reconnect, what=what, sleep=self._sleep)
 
     def _migrate(self) -> int:
         def migrate(cur: Any) -> int:
@@ -250,14 +232,7 @@ class PostgresOutbox:
             {"ids": identities, "since": since},
         )
         known = {row[0] for row in cur.fetchall()}
-        fresh = []
-        for row in rows:
-            if row[3] is not None:
-                if row[3] in known:
-                    continue
-                known.add(row[3])
-            fresh.append(row)
-        return fresh
+        return without_known(rows, [r[3] for r in rows], known)
 
     def claim(
         self,
@@ -621,11 +596,10 @@ class PostgresOutbox:
 
     def close(self) -> None:
         """Close the connections; unsettled leases expire on their own."""
-        with self._lock:
-            self._conn.close()
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+        self._session.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
 
 def open_postgres_outbox(url: str) -> PostgresOutbox:

@@ -33,6 +33,7 @@ from cdp_tiktok.delivery.outbox import (
     StatusBuilder,
     dedup_identity,
     event_fields,
+    without_known,
 )
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
@@ -313,15 +314,7 @@ class SQLiteOutbox:
                 {"ids": identities, "since": since},
             )
         }
-        fresh = []
-        for row in rows:
-            identity = row[-1]
-            if identity is not None:
-                if identity in known:
-                    continue
-                known.add(identity)
-            fresh.append(row)
-        return fresh
+        return without_known(rows, [row[-1] for row in rows], known)
 
     def claim(
         self,
