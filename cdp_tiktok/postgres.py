@@ -120,10 +120,17 @@ class Session:
         finally:
             self._conn = connect(self._url)
 
-    def run(self, what: str, operation: Callable[[Any], T]) -> T:
-        """``operation(cursor)`` in one transaction; ``what`` names it in the log."""
+    def run(self, what: str, operation: Callable[[Any], T], *, single: bool = False) -> T:
+        """``operation(cursor)`` in one transaction; ``what`` names it in the log.
+
+        ``single``: the operation runs one statement, which is its own transaction on
+        this autocommit connection, so no ``BEGIN``/``COMMIT`` round trips are spent.
+        """
 
         def once() -> T:
+            if single:
+                with self._conn.cursor() as cur:
+                    return operation(cur)
             with self._conn.transaction(), self._conn.cursor() as cur:
                 return operation(cur)
 

@@ -279,7 +279,7 @@ class PostgresOutbox:
             cur.execute(sql, params)
             return sorted((_record(row) for row in cur.fetchall()), key=lambda r: r.id)
 
-        return self._run("claim", lease)
+        return self._run("claim", lease, single=True)
 
     def ready_keys(self, *, now: float | None = None) -> list[BatchKey]:
         """The distinct batch keys with claimable rows, in a stable order."""
@@ -295,7 +295,7 @@ class PostgresOutbox:
             )
             return [_key(row, 0) for row in cur.fetchall()]
 
-        return self._run("ready_keys", read)
+        return self._run("ready_keys", read, single=True)
 
     def next_ready_at(self) -> float | None:
         """The earliest retry time or lease expiry; ``None`` when nothing is live."""
@@ -305,7 +305,7 @@ class PostgresOutbox:
             value = cur.fetchone()[0]
             return None if value is None else float(value)
 
-        return self._run("next_ready_at", read)
+        return self._run("next_ready_at", read, single=True)
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block up to ``timeout`` s for a ``NOTIFY`` that work may be ready; ``True`` if one
@@ -351,30 +351,32 @@ class PostgresOutbox:
         if not ids:
             return 0
         where = f"id = ANY(%(ids)s) AND {_GUARD[worker is not None]}"
-        params = {"ids": list(ids), "worker": worker, "at": attempt.at}
+        params = {
+            "ids": list(ids),
+            "worker": worker,
+            "at": attempt.at,
+            "expired": attempt.at - DELIVERED_KEYS_RETENTION,
+        }
 
         def deliver(cur: Any) -> int:
+            # One statement (its own transaction, one round trip): delete the rows, keep
+            # their identities for the dedup window, count them, prune old identities.
             cur.execute(
                 f"WITH gone AS (DELETE FROM cdp_outbox WHERE {where} RETURNING dedup),"
                 " kept AS (INSERT INTO cdp_outbox_delivered_keys"
                 " SELECT DISTINCT dedup, %(at)s FROM gone WHERE dedup IS NOT NULL"
-                " ON CONFLICT (dedup) DO UPDATE SET delivered_at = excluded.delivered_at)"
+                " ON CONFLICT (dedup) DO UPDATE SET delivered_at = excluded.delivered_at),"
+                " counted AS (UPDATE cdp_outbox_counters SET value = value"
+                " + (SELECT COUNT(*) FROM gone) WHERE name = 'delivered'),"
+                " pruned AS (DELETE FROM cdp_outbox_delivered_keys"
+                " WHERE delivered_at < %(expired)s)"
                 " SELECT COUNT(*) FROM gone",
                 params,
             )
             count: int = cur.fetchone()[0]
-            if count:
-                cur.execute(
-                    "UPDATE cdp_outbox_counters SET value = value + %s WHERE name = 'delivered'",
-                    (count,),
-                )
-                cur.execute(
-                    "DELETE FROM cdp_outbox_delivered_keys WHERE delivered_at < %s",
-                    (attempt.at - DELIVERED_KEYS_RETENTION,),
-                )
             return count
 
-        return self._run("mark_delivered", deliver)
+        return self._run("mark_delivered", deliver, single=True)
 
     def mark_retry(
         self,
@@ -466,7 +468,7 @@ class PostgresOutbox:
                 pending=pending, leased=leased, delivered=delivered, dead=dead, held=held
             )
 
-        return self._run("stats", read)
+        return self._run("stats", read, single=True)
 
     def status(self, *, now: float | None = None) -> list[DestinationStatus]:
         """Per destination: counts by state, oldest age, stop reason (one snapshot)."""
@@ -548,7 +550,7 @@ class PostgresOutbox:
             )
             return [_dead_letter(row) for row in cur.fetchall()]
 
-        return iter(self._run("dead_letters", read))
+        return iter(self._run("dead_letters", read, single=True))
 
     def get_dead_letter(self, id: int) -> DeadLetter | None:
         """One dead letter by id, or ``None``."""
@@ -560,7 +562,7 @@ class PostgresOutbox:
             row = cur.fetchone()
             return None if row is None else _dead_letter(row)
 
-        return self._run("get_dead_letter", read)
+        return self._run("get_dead_letter", read, single=True)
 
     def replay(self, ids: Sequence[int] | None = None, *, now: float | None = None) -> int:
         """Move dead letters back to pending, ready at ``now``, attempts reset."""
