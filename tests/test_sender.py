@@ -343,3 +343,35 @@ def test_continuous_mode_runs_until_stopped_and_reports_progress() -> None:
     assert report.delivered == 50 and report.requests == 1  # lingered into one batch
     assert seen[-1].delivered == 50 and seen[-1].pending == 0
     assert stop.is_set()
+
+
+def test_a_long_running_worker_tries_a_stopped_destination_again_later() -> None:
+    from cdp_tiktok.delivery.worker import STOP_RETRY_SECONDS
+
+    clock = FakeClock()
+    outbox = MemoryOutbox()
+    outbox.enqueue(outgoing(30), now=clock())
+    answers = iter([tiktok(40105, "Access token is invalid")])
+    stop = threading.Event()
+    stops_seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        stops_seen.append(outbox.status()[0].stopped_reason)
+        return next(answers, None) or ok(request)  # fixed after the first answer
+
+    def progress(p: DeliveryProgress) -> None:
+        if p.delivered >= 30:
+            stop.set()
+
+    started = clock()
+    report = Deliverer(
+        outbox,
+        {DESTINATION: settings_for()},
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+        sleep=clock.sleep,
+    ).run(drain=False, stop=stop, on_progress=progress)
+    assert report.delivered == 30 and report.stopped == {}
+    assert stops_seen[0] is None and "40105" in (stops_seen[1] or "")  # recorded while stopped
+    assert clock() - started >= STOP_RETRY_SECONDS  # not retried at once
+    assert outbox.status() == []  # the stop was cleared by the delivery, nothing waits

@@ -125,8 +125,9 @@ class Batcher:
             lane = self._lanes[key]
             due.extend(lane.closed)
             lane.closed = []
+            # The same sum as next_due(), so a sleep until that time always makes it due.
             if lane.open is not None and (
-                flush or now - lane.open.opened_at >= self.linger_seconds
+                flush or now >= lane.open.opened_at + self.linger_seconds
             ):
                 due.append(lane.open)
                 lane.open = None

@@ -40,6 +40,7 @@ SCHEMA_VERSION = 1
 CHANNEL = "cdp_outbox"
 _LOCK_ID = 7_431_002_271  # pg_advisory_xact_lock key serializing schema migrations
 
+_KEY_COLUMNS = "destination, event_source, event_source_id, test_event_code"
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS cdp_schema_versions (
         component TEXT PRIMARY KEY, version INTEGER NOT NULL)""",
@@ -49,7 +50,7 @@ _SCHEMA = [
         destination     TEXT NOT NULL,
         event_source    TEXT NOT NULL,
         event_source_id TEXT NOT NULL,
-        test_event_code TEXT,
+        test_event_code TEXT NOT NULL,
         event_id        TEXT,
         data            TEXT NOT NULL,
         attempts        INTEGER NOT NULL DEFAULT 0,
@@ -62,6 +63,11 @@ _SCHEMA = [
         dead_at         DOUBLE PRECISION,
         dedup           TEXT)""",
     "CREATE INDEX cdp_outbox_ready ON cdp_outbox (state, next_attempt_at, id)",
+    # A claim of one batch key walks this index in claim order whatever the statistics
+    # say (a freshly filled queue has none, and a sort of every ready row is then chosen).
+    # For that every key column is compared with "=": no test code is stored as ''.
+    f"CREATE INDEX cdp_outbox_key_ready ON cdp_outbox ({_KEY_COLUMNS}, next_attempt_at, id)"
+    " WHERE state = 'live'",
     "CREATE INDEX cdp_outbox_dedup ON cdp_outbox (dedup) WHERE dedup IS NOT NULL",
     """CREATE TABLE cdp_outbox_delivered_keys (
         dedup TEXT PRIMARY KEY, delivered_at DOUBLE PRECISION NOT NULL)""",
@@ -75,13 +81,11 @@ _SCHEMA = [
 _MIGRATIONS: dict[int, list[str]] = {}
 """Schema version -> statements taking the database to the next version."""
 
-_KEY_COLUMNS = "destination, event_source, event_source_id, test_event_code"
 _RECORD_COLUMNS = f"id, {_KEY_COLUMNS}, data, event_id, attempts, enqueued_at, history"
 _DEAD_COLUMNS = f"id, {_KEY_COLUMNS}, data, event_id, reason, history, enqueued_at, dead_at"
 _KEY_MATCH = (
     " AND destination = %(destination)s AND event_source = %(event_source)s"
-    " AND event_source_id = %(event_source_id)s"
-    " AND test_event_code IS NOT DISTINCT FROM %(test_event_code)s"
+    " AND event_source_id = %(event_source_id)s AND test_event_code = %(test_event_code)s"
 )
 _GUARD = {
     True: "state = 'live' AND lease_owner = %(worker)s",
@@ -99,6 +103,26 @@ _COPY = (
 # it has no RETURNING) can store every row with its id, in enqueue order.
 _IDS = "SELECT nextval(pg_get_serial_sequence('cdp_outbox', 'id')) FROM generate_series(1, %s)"
 
+# The distinct keys by a skip scan of the key index (one index probe per key, not a scan
+# of every waiting row), each kept when one of its rows is ready.
+_READY_KEYS = f"""
+WITH RECURSIVE k AS (
+    (SELECT {_KEY_COLUMNS} FROM cdp_outbox WHERE state = 'live'
+     ORDER BY {_KEY_COLUMNS} LIMIT 1)
+    UNION ALL
+    SELECT n.* FROM k CROSS JOIN LATERAL (
+        SELECT {_KEY_COLUMNS} FROM cdp_outbox o
+        WHERE o.state = 'live' AND ({_KEY_COLUMNS}) >
+              (k.destination, k.event_source, k.event_source_id, k.test_event_code)
+        ORDER BY {_KEY_COLUMNS} LIMIT 1) n
+)
+SELECT {_KEY_COLUMNS} FROM k WHERE EXISTS (
+    SELECT 1 FROM cdp_outbox o WHERE o.state = 'live' AND o.destination = k.destination
+    AND o.event_source = k.event_source AND o.event_source_id = k.event_source_id
+    AND o.test_event_code = k.test_event_code AND o.next_attempt_at <= %(now)s)
+ORDER BY {_KEY_COLUMNS}
+"""
+
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -107,7 +131,7 @@ def _history(value: Any) -> tuple[Attempt, ...]:
 
 
 def _key(row: Sequence[Any], start: int) -> BatchKey:
-    return BatchKey(row[start], row[start + 1], row[start + 2], row[start + 3])
+    return BatchKey(row[start], row[start + 1], row[start + 2], row[start + 3] or None)
 
 
 def _record(row: Sequence[Any]) -> OutboxRecord:
@@ -215,7 +239,7 @@ class PostgresOutbox:
                 for id_, (key, event_id, data, identity) in zip(ids, chosen, strict=True):
                     copy.write_row(
                         (id_, "live", key.destination, key.event_source, key.event_source_id,
-                         key.test_event_code, event_id, data, identity, at, at, at)
+                         key.test_event_code or "", event_id, data, identity, at, at, at)
                     )  # fmt: skip
             cur.execute(f"NOTIFY {CHANNEL}")
             return ids
@@ -260,7 +284,7 @@ class PostgresOutbox:
                 destination=key.destination,
                 event_source=key.event_source,
                 event_source_id=key.event_source_id,
-                test_event_code=key.test_event_code,
+                test_event_code=key.test_event_code or "",
             )
         sql = f"""
             WITH chosen AS (
@@ -286,13 +310,7 @@ class PostgresOutbox:
         at = time.time() if now is None else now
 
         def read(cur: Any) -> list[BatchKey]:
-            cur.execute(
-                f"SELECT DISTINCT {_KEY_COLUMNS} FROM cdp_outbox WHERE state = 'live'"
-                " AND next_attempt_at <= %s"
-                " ORDER BY destination, event_source, event_source_id,"
-                " test_event_code NULLS FIRST",
-                (at,),
-            )
+            cur.execute(_READY_KEYS, {"now": at})
             return [_key(row, 0) for row in cur.fetchall()]
 
         return self._run("ready_keys", read, single=True)

@@ -51,6 +51,11 @@ request (and its bisection) settles well inside its lease, and a killed worker's
 come back within half a minute."""
 WAIT_NOTICE_SECONDS = 1.0
 """A drain that must wait longer than this for another worker's leases says so."""
+NOTIFIED_IDLE_SECONDS = 5.0
+"""Longest idle sleep of a worker on a backend that notifies new work (PostgreSQL)."""
+STOP_RETRY_SECONDS = 60.0
+"""A long-running worker tries a stopped destination again after this long (one request:
+the cause may have been fixed, e.g. after ``cdp-tiktok outbox release``)."""
 
 
 def default_lease_seconds(settings: Mapping[str, TikTokSettings]) -> float:
@@ -209,6 +214,7 @@ class _Run:
         self.started = owner._clock()
         self.last_progress = 0.0
         self.stopped: dict[str, str] = {}
+        self.stopped_at: dict[str, float] = {}  # when an auth/permission answer stopped it
         self.routes: dict[str, _Route] = {}
         for name, settings in owner._destinations.items():
             secret = settings.access_token.reveal()
@@ -333,18 +339,21 @@ class _Run:
             self.o._on_wait(text)
 
     def _idle_wait(self) -> None:
-        """Nothing to do now (worker mode): sleep until the next ready time, bounded by the
-        poll interval, or until the backend signals new work."""
+        """Nothing to do now (worker mode): sleep until the next ready time, at most the
+        poll interval (:data:`NOTIFIED_IDLE_SECONDS` on a backend that notifies new work),
+        waking early on a notification or ``stop``."""
         now = self.o._clock()
+        stop = self.stop_event
+        wait_for_work = None if stop is None else getattr(self.o._outbox, "wait_for_work", None)
+        longest = self.o._poll if wait_for_work is None else NOTIFIED_IDLE_SECONDS
         next_at = self.o._outbox.next_ready_at()
-        timeout = self.o._poll if next_at is None else min(self.o._poll, next_at - now)
-        timeout = max(timeout, 0.01)
-        wait_for_work = getattr(self.o._outbox, "wait_for_work", None)
-        if wait_for_work is None or self.stop_event is None:
+        # Ready now yet not claimed: records of stopped destinations; sleep the full time.
+        timeout = longest if next_at is None or next_at <= now else min(longest, next_at - now)
+        if wait_for_work is None or stop is None:
             self._pause(timeout)
             return
         end = now + timeout
-        while not self.stop_event.is_set() and (left := end - self.o._clock()) > 0:
+        while not stop.is_set() and (left := end - self.o._clock()) > 0:
             if wait_for_work(min(left, 0.25)):
                 return
 
@@ -353,7 +362,10 @@ class _Run:
     def _deliverable(self, key: BatchKey) -> bool:
         name = key.destination
         if name in self.stopped:
-            return False
+            since = self.stopped_at.get(name)
+            if self.drain or since is None or self.o._clock() - since < STOP_RETRY_SECONDS:
+                return False
+            del self.stopped[name], self.stopped_at[name]  # worker mode: try it again
         if name not in self.routes:
             self.stopped[name] = (
                 f"destination {name!r} has no settings in this run; its events are kept "
@@ -482,6 +494,7 @@ class _Run:
         self.queue.extendleft(reversed(settled.followups))
         if settled.stop is not None:
             self.stopped[name] = settled.stop
+            self.stopped_at[name] = self.o._clock()
             log.error("%s", settled.stop)
             self.o._outbox.stop_destination(name, settled.stop, now=self.o._clock())
             self.persisted_stops.add(name)
