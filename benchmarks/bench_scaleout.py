@@ -128,7 +128,7 @@ def bare_rates(url: str, events: list[OutgoingEvent]) -> tuple[float, float]:
     from cdp_tiktok.delivery.outbox import encode_data
 
     rows = [
-        ("live", e.key.destination, e.key.event_source, e.key.event_source_id, None,
+        ("live", e.key.destination, e.key.event_source, e.key.event_source_id, "",
          e.event_id, encode_data(e.data), 1.0, 1.0, 1.0)
         for e in events
     ]  # fmt: skip
