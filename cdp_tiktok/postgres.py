@@ -20,6 +20,9 @@ T = TypeVar("T")
 RECONNECT_SECONDS = 30.0
 """How long an operation keeps reconnecting before it gives up and raises."""
 CONNECT_TIMEOUT = 5
+MIGRATION_LOCK = 7_431_002_271
+"""``pg_advisory_xact_lock`` key held while any backend creates or migrates its schema
+(one key for all: they share ``cdp_schema_versions``)."""
 
 
 def check_url(url: str) -> dict[str, Any]:

@@ -23,10 +23,9 @@ from cdp_tiktok.identity import (
     id_digests,
     merge_rows,
 )
-from cdp_tiktok.postgres import Session, safe_url
+from cdp_tiktok.postgres import MIGRATION_LOCK, Session, safe_url
 
 SCHEMA_VERSION = 1
-_LOCK_ID = 7_431_002_272
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS cdp_schema_versions (
@@ -71,7 +70,7 @@ class PostgresIdentityStore:
         return f"PostgresIdentityStore({self._shown!r})"
 
     def _migrate(self, cur: Any) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         cur.execute("SELECT to_regclass('cdp_identity_keys') IS NOT NULL")
         if not cur.fetchone()[0]:
             for statement in _SCHEMA:

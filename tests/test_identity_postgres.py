@@ -81,3 +81,23 @@ def test_a_password_in_the_url_is_refused_without_echoing_it() -> None:
         with pytest.raises(ValueError) as info:
             opener(url)
         assert "PGPASSWORD" in str(info.value) and "hunter2" not in str(info.value)
+
+
+def test_outbox_and_identity_store_share_one_database_with_recorded_versions() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cdp_tiktok.backends import open_identity_store, open_outbox
+
+    with fresh_database() as url:
+        with ThreadPoolExecutor(4) as pool:  # concurrent first starts create the schema once
+            stores = list(
+                pool.map(
+                    lambda n: open_outbox(url) if n % 2 else open_identity_store(url, 60.0),
+                    range(4),
+                )
+            )
+        for store in stores:
+            store.close()
+        with psycopg.connect(url) as conn:
+            versions = dict(conn.execute("SELECT component, version FROM cdp_schema_versions"))
+    assert versions == {"outbox": 1, "identity": 1}

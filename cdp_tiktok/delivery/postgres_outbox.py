@@ -34,11 +34,10 @@ from cdp_tiktok.delivery.outbox import (
 )
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
-from cdp_tiktok.postgres import Session, connect, safe_url
+from cdp_tiktok.postgres import MIGRATION_LOCK, Session, connect, safe_url
 
 SCHEMA_VERSION = 1
 CHANNEL = "cdp_outbox"
-_LOCK_ID = 7_431_002_271  # pg_advisory_xact_lock key serializing schema migrations
 
 _KEY_COLUMNS = "destination, event_source, event_source_id, test_event_code"
 _SCHEMA = [
@@ -175,7 +174,7 @@ class PostgresOutbox:
 
     def _migrate(self) -> int:
         def migrate(cur: Any) -> int:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             cur.execute("SELECT to_regclass('cdp_schema_versions') IS NOT NULL")
             version = 0
             if cur.fetchone()[0]:
