@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from cdp_tiktok.cli.stores import opened_outbox, outbox_options, outbox_url
+from cdp_tiktok.cli.stores import opened_outbox, outbox_options, outbox_url, safe_url
 from cdp_tiktok.cli.worker import delivery_options, delivery_settings_from
 from cdp_tiktok.delivery.outbox import DestinationStatus, RecordState
 
@@ -63,7 +63,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         for row in rows:
             click.echo(json.dumps(_as_json(row, now)))
         return
-    click.echo(f"outbox {ctx.obj['url']}: {delivered} delivered in all")
+    click.echo(f"outbox {safe_url(ctx.obj['url'])}: {delivered} delivered in all")
     if not rows:
         click.echo("Nothing waiting.")
         return
@@ -172,4 +172,4 @@ def migrate(ctx: click.Context) -> None:
     with opened_outbox(ctx.obj["url"], must_exist=False) as box:
         version = getattr(box, "schema_version", None)
     shown = "" if version is None else f" (schema version {version})"
-    click.echo(f"Outbox {ctx.obj['url']} is up to date{shown}.")
+    click.echo(f"Outbox {safe_url(ctx.obj['url'])} is up to date{shown}.")
