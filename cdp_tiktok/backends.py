@@ -3,7 +3,8 @@
 A url's scheme (``sqlite``, ``memory``, ``postgresql``, ...) names a backend registered
 through the :func:`~cdp_tiktok.hookspecs.cdp_register_outbox_backends` and
 :func:`~cdp_tiktok.hookspecs.cdp_register_identity_stores` hooks. The built-in backends
-are registered exactly like third-party ones (entry-point group ``cdp_tiktok``), so the
+are registered exactly like third-party ones (entry-point group ``cdp_tiktok``, with the
+host's blocking and tracing switches, :mod:`cdp_tiktok.plugins`), so the
 interface modules (:mod:`cdp_tiktok.delivery.outbox`, :mod:`cdp_tiktok.identity`) import
 no backend, and a plugin adds one (say ``kafka://``) without touching this package.
 """
@@ -18,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from cdp_tiktok import hookspecs
-
 if TYPE_CHECKING:
     from cdp_tiktok.delivery.outbox import Outbox
     from cdp_tiktok.identity import IdentityStore
@@ -32,8 +31,6 @@ BUILTIN_BACKENDS = (
     "cdp_tiktok.postgres_identity",
 )
 """Modules of the built-in backends, each registering its schemes with a hook."""
-ENTRY_POINT_GROUP = "cdp_tiktok"
-BLOCK_ENV = "CDP_TIKTOK_DISABLE_PLUGINS"
 
 
 class BackendError(ValueError):
@@ -46,15 +43,16 @@ def scheme_of(url: str) -> str:
     return head.lower() if sep else ""
 
 
-def _plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    blocked = {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
-    for name in BUILTIN_BACKENDS:
-        pm.register(importlib.import_module(name), name=name)
-    for name in blocked:
-        pm.set_blocked(name)
-    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+def _plugin_manager(extra: Iterable[object] = ()) -> pluggy.PluginManager:
+    """The built-in backend modules, ``extra`` plugins and the entry-point plugins
+    (loaded, blocked and traced as for the host: :mod:`cdp_tiktok.plugins`)."""
+    from cdp_tiktok.plugins import build_plugin_manager
+    from cdp_tiktok.settings import TikTokSettings
+
+    modules = [importlib.import_module(name) for name in BUILTIN_BACKENDS]
+    pm, _ = build_plugin_manager(
+        TikTokSettings(), plugins=[*modules, *extra], builtins=False, environ=os.environ
+    )
     return pm
 
 
@@ -95,10 +93,7 @@ def _factory(kind: str, url: str, plugins: Iterable[object] | None) -> Any:
     if plugins is None:
         factories = _registry(hook_name)
     else:
-        pm = _plugin_manager()
-        for plugin in plugins:
-            pm.register(plugin)
-        factories = _collect(pm, hook_name)
+        factories = _collect(_plugin_manager(plugins), hook_name)
     factory = factories.get(scheme_of(url))
     if factory is None:
         accepted = ", ".join(f"{s}://" for s in sorted(factories))
