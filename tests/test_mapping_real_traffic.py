@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from cdp_tiktok.mapping import MappingSet
 from tests.test_mapping_engine import mapping, message
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8.6: a later rule fires instead")
 def test_match_first_stops_at_the_first_matching_rule_even_when_it_sends_nothing(
     tmp_path: Path,
 ) -> None:

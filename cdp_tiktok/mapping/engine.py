@@ -192,6 +192,7 @@ class MappingSet:
         event = message.get("event")
         if not isinstance(event, str):
             event = None
+        matched = False
         for rule_file in self.files:
             candidates = rule_file._candidates.get((message_type, event))
             if candidates is None:
@@ -223,20 +224,33 @@ class MappingSet:
                                 f"{rule.trigger.source}"
                             )
                         continue
+                matched = True
+                before = len(warnings)
                 data = self._build(rule, message, result)
                 if data is None:
-                    continue
-                events.append(OutgoingEvent(self.key, data, rule.name))
-                if explain:
-                    result.explain.append(
-                        f"rule {rule.name!r} ({rule.where}): fired -> {data['event']}"
-                    )
+                    # The rule fired but its event cannot be sent: with match: first no
+                    # later rule may stand in for it (docs/mapping.md, "match").
+                    if explain:
+                        reason = "; ".join(warnings[before:]) or "no event sent"
+                        result.explain.append(
+                            f"rule {rule.name!r} ({rule.where}): fired, but no event: {reason}"
+                        )
+                else:
+                    events.append(OutgoingEvent(self.key, data, rule.name))
+                    if explain:
+                        result.explain.append(
+                            f"rule {rule.name!r} ({rule.where}): fired -> {data['event']}"
+                        )
                 if rule_file.first:
                     fired = rule
         if stored_keys is not None and events:
             self._enrich(result, stored_keys, explain)
         if explain and not events:
-            result.explain.append("no TikTok event: no rule fired")
+            result.explain.append(
+                "no TikTok event: a rule fired but its event could not be sent"
+                if matched
+                else "no TikTok event: no rule fired"
+            )
         return result
 
     def _explain_index(
