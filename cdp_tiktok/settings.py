@@ -62,7 +62,11 @@ class TikTokSettings:
     default mappings. ``page_view_event`` is a setting because TikTok's own material
     spells it both ``Pageview`` and ``PageView`` (reference §3.3). ``default_page_url``
     is the ``page.url`` of web events whose message carries no page URL (server-side
-    calls); TikTok requires ``page`` on web events.
+    calls). ``require_page_url`` (off by default, like Segment's and RudderStack's
+    integrations) skips web events without ``page.url`` instead of sending them without
+    ``page``. ``lead_event_source`` is ``lead.lead_event_source`` of CRM events (the
+    CRM's name). ``infer_phone_region`` reads national phone numbers with the region the
+    message gives (address country, locale) before ``default_phone_region``.
     """
 
     event_source: str = "web"
@@ -75,6 +79,9 @@ class TikTokSettings:
     default_phone_region: str | None = None
     page_view_event: str = "Pageview"
     default_page_url: str | None = None
+    require_page_url: bool = False
+    lead_event_source: str | None = None
+    infer_phone_region: bool = True
     content_type: str = "product"
     app_id: str | None = None
     limited_data_use: bool | None = None
@@ -136,7 +143,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
-        if kind == "bool | None":
+        if kind in ("bool", "bool | None"):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from cdp_tiktok.cli import main
@@ -80,7 +81,8 @@ def test_invalid_messages_are_reported_with_lines_and_exit_1() -> None:
     assert "2 message(s): 2 event(s), 0 without event, 2 invalid" in err
 
 
-def test_messages_without_events_say_why() -> None:
+def test_messages_without_events_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDP_TIKTOK_REQUIRE_PAGE_URL", "true")
     stdin = jsonl(
         {**ORDER, "event": "Order Refunded"},
         {**ORDER, "context": {}},

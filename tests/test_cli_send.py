@@ -142,7 +142,7 @@ def test_invalid_messages_are_reported_with_line_numbers(runner: CliRunner, tmp_
     assert "in.jsonl:2" in result.output and "in.jsonl:3" in result.output
 
 
-def test_server_side_web_event_needs_a_page_url_and_default_page_url_supplies_it(
+def test_server_side_web_event_is_sent_without_a_page_unless_a_page_url_is_required(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = tmp_path / "server.jsonl"
@@ -153,14 +153,18 @@ def test_server_side_web_event_needs_a_page_url_and_default_page_url_supplies_it
         "properties": {"order_id": 7, "revenue": 0, "currency": "eur"},
     }
     source.write_text(json.dumps(message) + "\n")
-    skipped = runner.invoke(main, ["send", str(source), "--sandbox"])
+    sent = runner.invoke(main, ["send", str(source), "--sandbox"])
+    assert sent.exit_code == 0, sent.output
+    assert _row(sent.stdout, "delivered") == "1"
+    monkeypatch.setenv("CDP_TIKTOK_REQUIRE_PAGE_URL", "true")
+    skipped = runner.invoke(main, ["send", str(source), "--sandbox", "--outbox", "sqlite:///o2.db"])
     assert skipped.exit_code == 0, skipped.output
     assert _row(skipped.stdout, "TikTok events produced") == "0"
     assert "default_page_url" in skipped.output  # the hint says what to do
     monkeypatch.setenv("CDP_TIKTOK_DEFAULT_PAGE_URL", "https://shop.example/")
-    sent = runner.invoke(main, ["send", str(source), "--sandbox", "--outbox", "sqlite:///o2.db"])
-    assert sent.exit_code == 0, sent.output
-    assert _row(sent.stdout, "delivered") == "1"
+    again = runner.invoke(main, ["send", str(source), "--sandbox", "--outbox", "sqlite:///o3.db"])
+    assert again.exit_code == 0, again.output
+    assert _row(again.stdout, "delivered") == "1"
 
 
 def test_a_live_stream_on_stdin_is_delivered_before_the_input_ends(tmp_path: Path) -> None:

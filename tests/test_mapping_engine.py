@@ -363,13 +363,24 @@ def test_derive_fills_content_ids_num_items_and_currency(tmp_path: Path) -> None
     assert page["properties"] == {"value": 3}
 
 
-def test_web_events_without_a_page_url_are_not_sent(tmp_path: Path) -> None:
+def test_web_events_without_a_page_url_are_sent_without_page(tmp_path: Path) -> None:
     m = mapping(tmp_path, '- name: a\n  when: type == "track"\n  event: Search\n')
+    result = m.map(message(context={}))
+    assert [e.data.get("page") for e in result.events] == [None]
+    assert result.warnings == []
+
+
+def test_require_page_url_skips_web_events_without_one(tmp_path: Path) -> None:
+    m = mapping(
+        tmp_path, '- name: a\n  when: type == "track"\n  event: Search\n', require_page_url=True
+    )
     result = m.map(message(context={}))
     assert result.events == []
     assert result.warnings == [
-        "rule a: web events need page.url and the message gives none; no event sent"
+        "rule a: web events need page.url (require_page_url) and the message gives none; "
+        "no event sent"
     ]
+    assert len(m.map(message()).events) == 1
 
 
 def test_fields_are_left_out_where_the_source_does_not_take_them(tmp_path: Path) -> None:

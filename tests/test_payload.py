@@ -194,13 +194,23 @@ def test_each_problem_names_the_field_tiktok_style(path: str, value: Any, messag
     [
         ("2.event", "Batch.2.event"),
         ("2.event_time", "Batch.2.event_time"),
-        ("0.page", "Batch.0.page"),
         ("0.page.url", "Batch.0.page.url"),
     ],
 )
 def test_missing_required_fields(path: str, where: str) -> None:
     problem = only(validate_request(mutate(path, None, delete=True)))
     assert (problem.path, problem.message) == (where, "Missing data for required field.")
+
+
+def test_page_is_optional_on_web_unless_required() -> None:
+    pageless = mutate("0.page", None, delete=True)
+    assert validate_request(pageless) == []
+    problem = only(validate_request(pageless, require_page_url=True))
+    assert (problem.path, problem.message) == ("Batch.0.page", "Missing data for required field.")
+    item = pageless["data"][0]
+    assert validate_event(item, "web") == []
+    assert only(validate_event(item, "web", require_page_url=True)).path == "page"
+    assert validate_event(item, "crm", require_page_url=True) == validate_event(item, "crm")
 
 
 def test_problem_messages_never_echo_the_value() -> None:

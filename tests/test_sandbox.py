@@ -104,7 +104,7 @@ def test_keep_alive_client_and_inspection_endpoints(sandbox: SandboxServer) -> N
          "Batch.1.properties.contents.0.price: Invalid Price Field"),
         ({"user": {"email": ["alice@example.com"]}}, 40002, "Batch.1.user.email.0:"),
         ({"user": {"idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC"}}, 40002, "Batch.1.user.idfa:"),
-        ({"page": None}, 40002, "Batch.1.page:"),
+        ({"page": {"referrer": "https://www.tiktok.com/"}}, 40002, "Batch.1.page.url:"),
         ({"event": "completepayment"}, 40002, "Batch.1.event:"),
         ({"event": "Browse"}, 40002, "Batch.1.event:"),
     ],
@@ -120,6 +120,19 @@ def test_one_invalid_event_fails_the_batch_naming_the_field(
     assert reply["message"].startswith(message)
     assert sandbox.events() == []
     assert sandbox.stats().rejected_requests == 1
+
+
+def test_web_events_without_a_page_are_accepted_unless_the_sandbox_requires_one() -> None:
+    pageless = event(1)
+    del pageless["page"]
+    with SandboxServer(access_token=SANDBOX_ACCESS_TOKEN) as lenient:
+        assert post(lenient, body([event(0), pageless])).json()["code"] == 0
+        assert lenient.stats().accepted_events == 2
+    with SandboxServer(access_token=SANDBOX_ACCESS_TOKEN, require_page_url=True) as strict:
+        reply = post(strict, body([event(0), pageless])).json()
+        assert reply["code"] == 40002
+        assert reply["message"].startswith("Batch.1.page: Missing data for required field.")
+        assert strict.stats().accepted_events == 0
 
 
 def test_custom_events_follow_the_source_policy(sandbox: SandboxServer) -> None:

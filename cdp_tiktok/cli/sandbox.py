@@ -64,6 +64,12 @@ def _stderr(text: str) -> None:
     help="Accepted events kept in memory for /sandbox/events (the oldest are dropped "
     "first); 0 keeps none. Counters and duplicate detection cover every event.",
 )
+@click.option(
+    "--require-page-url",
+    is_flag=True,
+    help="Refuse web events without page.url (40002). Off by default: TikTok's "
+    "established integrations send server-side web events without a page.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
 def sandbox(
     host: str,
@@ -78,6 +84,7 @@ def sandbox(
     allowed_source_ids: tuple[str, ...],
     seed: int | None,
     memory_limit: int,
+    require_page_url: bool,
     verbose: bool,
 ) -> None:
     """Run a local TikTok Events API (POST /open_api/v1.3/event/track/).
@@ -99,6 +106,7 @@ def sandbox(
         allowed_source_ids=allowed_source_ids or None,
         memory_limit=memory_limit,
         log=_stderr if verbose else None,
+        require_page_url=require_page_url,
     )
     try:
         server.start()

@@ -33,8 +33,9 @@ ENQUEUE_LINGER = 0.2
 """Seconds after which mapped events are enqueued even if fewer than ENQUEUE_CHUNK."""
 PROGRESS_EVERY = 500
 HINTS = {
-    "web events need page.url": "server-side web events without context.page.url are "
-    "skipped; set default_page_url (--settings file or CDP_TIKTOK_DEFAULT_PAGE_URL).",
+    "web events need page.url": "require_page_url is on, so web events without a page URL "
+    "(context.page.url, properties.url) are skipped; set default_page_url (--settings file "
+    "or CDP_TIKTOK_DEFAULT_PAGE_URL) or turn require_page_url off.",
     "phone:no_region": "phone numbers without a country code were dropped; set "
     "--default-phone-region (e.g. US) to read them as national numbers.",
 }

@@ -297,12 +297,25 @@ FIELD_SOURCES: Final[dict[str, frozenset[str]]] = {
 }
 
 
-#: Fields TikTok requires per event source (reference §2.2): (object, key).
+#: Fields TikTok requires per event source (reference §2.2): (object, key). ``page.url``
+#: on web is not among them: Segment and RudderStack send server-side web events without
+#: ``page``; the ``require_page_url`` setting adds it (:func:`required_fields`).
 REQUIRED_BY_SOURCE: Final[dict[str, tuple[str, str]]] = {
-    "web": ("page", "url"),
     "app": ("app", "app_id"),
     "crm": ("lead", "lead_id"),
 }
+PAGE_URL: Final = ("page", "url")
+
+
+def required_fields(
+    event_source: str, *, require_page_url: bool = False
+) -> tuple[tuple[str, str], ...]:
+    """The ``(object, key)`` fields an event of ``event_source`` cannot be sent without."""
+    required = REQUIRED_BY_SOURCE.get(event_source)
+    fields = () if required is None else (required,)
+    if require_page_url and event_source == "web":
+        fields = (*fields, PAGE_URL)
+    return fields
 
 
 def coercer_for(path: str) -> Callable[[Any], Any]:

@@ -81,7 +81,7 @@ SETTINGS_FIELDS: Final = frozenset(
     {
         "event_source", "event_source_id", "test_event_code", "partner_name",
         "page_view_event", "content_type", "app_id", "limited_data_use",
-        "default_phone_region", "default_page_url",
+        "default_phone_region", "default_page_url", "lead_event_source",
     }
 )  # fmt: skip
 _FORBIDDEN_ATTRS: Final = frozenset({"mro"})

@@ -27,7 +27,7 @@ from cdp_tiktok.events import BatchKey, MapResult, OutgoingEvent
 from cdp_tiktok.identity import enrich_user
 from cdp_tiktok.mapping.builder import Node, SpecCompiler, describe_node
 from cdp_tiktok.mapping.codegen import Field, object_builder
-from cdp_tiktok.mapping.coerce import REQUIRED_BY_SOURCE, applies, coercer_for
+from cdp_tiktok.mapping.coerce import applies, coercer_for, required_fields
 from cdp_tiktok.mapping.compiler import MESSAGE_FIELDS, SETTINGS_FIELDS, Compiler, EvalError, Value
 from cdp_tiktok.mapping.filters import ABSENT, present
 from cdp_tiktok.mapping.loader import load_yaml_recovering
@@ -163,7 +163,9 @@ class MappingSet:
         from cdp_tiktok.tiktok.catalog import load_catalog
 
         self._catalog = load_catalog()
-        self._required = REQUIRED_BY_SOURCE.get(settings.event_source)
+        self._required = required_fields(
+            settings.event_source, require_page_url=settings.require_page_url
+        )
 
     @property
     def rules(self) -> list[Rule]:
@@ -325,13 +327,12 @@ class MappingSet:
         if "event_time" not in data:
             warnings.append(f"rule {rule.name}: event_time is missing; no event sent")
             return None
-        required = self._required
-        if required is not None:
-            holder, key = required
+        for holder, key in self._required:
             if key not in data.get(holder, ()):
+                setting = " (require_page_url)" if holder == "page" else ""
                 warnings.append(
                     f"rule {rule.name}: {self.settings.event_source} events need "
-                    f"{holder}.{key} and the message gives none; no event sent"
+                    f"{holder}.{key}{setting} and the message gives none; no event sent"
                 )
                 return None
         return data

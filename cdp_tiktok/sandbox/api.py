@@ -89,8 +89,10 @@ class TrackApi:
         faults: Faults,
         seed: int | None = None,
         allowed_source_ids: Iterable[str] | None = None,
+        require_page_url: bool = False,
     ) -> None:
         self.store = store
+        self.require_page_url = require_page_url
         self.faults = faults
         self._token = access_token.encode("utf-8")
         self._rng = random.Random(seed)
@@ -159,7 +161,7 @@ class TrackApi:
                 "admin or operator of it.",
                 request_id,
             )
-        problems = validate_request(parsed, names=True)
+        problems = validate_request(parsed, names=True, require_page_url=self.require_page_url)
         if problems:
             return problem_reply(problems[0], request_id)
         if self.faults.poison:

@@ -187,6 +187,8 @@ class SandboxServer:
     ``allowed_source_ids`` (``None`` = any) answers 40001 for other event_source_ids.
     At most :data:`MAX_CONNECTIONS` connections are served at once (others queue); one
     silent for ``read_timeout`` seconds is closed.
+    ``require_page_url`` refuses web events without ``page.url`` (40002, off by default:
+    TikTok's established integrations send server-side web events without a page).
     Usable as a context manager (start on enter, stop on exit).
     """
 
@@ -207,6 +209,7 @@ class SandboxServer:
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         log: Callable[[str], None] | None = None,
         read_timeout: float = READ_TIMEOUT,
+        require_page_url: bool = False,
     ) -> None:
         faults = Faults(throttle_rate, error_rate, drop_rate, latency_ms, frozenset(poison))
         self._store = EventStore(None if record_path is None else Path(record_path), memory_limit)
@@ -216,6 +219,7 @@ class SandboxServer:
             faults=faults,
             seed=seed,
             allowed_source_ids=allowed_source_ids,
+            require_page_url=require_page_url,
         )
         self._address = (host, port)
         self._log = log

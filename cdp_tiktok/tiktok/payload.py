@@ -568,6 +568,8 @@ class _Validators:
     events: Mapping[str, Check]
     request_ok: Predicate
     event_ok: Mapping[str, Predicate]
+    page_url: Check
+    page_url_ok: Predicate
 
 
 @cache
@@ -581,7 +583,14 @@ def _validators() -> _Validators:
     for source in EVENT_SOURCES:
         events[source] = _both(base, compiler.ref(f"#/$defs/source_{source}"))
         event_ok[source] = _all([base_ok, compiler.fast_ref(f"#/$defs/source_{source}")])
-    return _Validators(request, events, compiler.fast(request_schema()), event_ok)
+    return _Validators(
+        request,
+        events,
+        compiler.fast(request_schema()),
+        event_ok,
+        compiler.ref("#/$defs/page_url_required"),
+        compiler.fast_ref("#/$defs/page_url_required"),
+    )
 
 
 def _both(first: Check, second: Check) -> Check:
@@ -613,13 +622,26 @@ def _name_problems(body: Mapping[str, Any], out: Out) -> None:
             out.append((("data", position, "event"), verdict.error or "Not a valid event."))
 
 
-def validate_request(body: Any, *, names: bool = False) -> list[PayloadProblem]:
+def _page_url_problems(body: Mapping[str, Any], out: Out) -> None:
+    data = body.get("data")
+    if body.get("event_source") != "web" or type(data) is not list:
+        return
+    validators = _validators()
+    for position, item in enumerate(data):
+        if type(item) is dict and not validators.page_url_ok(item):
+            validators.page_url(item, ("data", position), out)
+
+
+def validate_request(
+    body: Any, *, names: bool = False, require_page_url: bool = False
+) -> list[PayloadProblem]:
     """Every way ``body`` (a parsed request) departs from ``request.schema.json``.
 
     An empty list means valid. Problems are ordered by ``data[]`` row (envelope
     problems first). With ``names=True`` each event name is also checked against the
     catalog for the request's ``event_source`` (custom names allowed where the source
-    allows them), as the sandbox does.
+    allows them), as the sandbox does. ``page`` is optional on web events (server-side
+    events have none); ``require_page_url=True`` makes ``page.url`` required on them.
     """
     validators = _validators()
     out: Out = []
@@ -627,25 +649,32 @@ def validate_request(body: Any, *, names: bool = False) -> list[PayloadProblem]:
         validators.request(body, (), out)
     if names and type(body) is dict:
         _name_problems(body, out)
+    if require_page_url and type(body) is dict:
+        _page_url_problems(body, out)
     problems = [_problem(path, message) for path, message in out]
     problems.sort(key=lambda p: -1 if p.index is None else p.index)
     return problems
 
 
 def validate_event(
-    item: Any, event_source: str, *, index: int | None = None
+    item: Any, event_source: str, *, index: int | None = None, require_page_url: bool = False
 ) -> list[PayloadProblem]:
     """Every way one ``data[]`` item departs from the schema for ``event_source``.
 
     Paths are relative to the item (``properties.value``), or ``Batch.<index>.…`` with
-    ``index`` set. Event names are not checked here (see ``Catalog.check``). Raises
-    ``ValueError`` for an unknown ``event_source``.
+    ``index`` set. Event names are not checked here (see ``Catalog.check``).
+    ``require_page_url`` as in :func:`validate_request`. Raises ``ValueError`` for an
+    unknown ``event_source``.
     """
     validators = _validators()
     check = validators.events.get(event_source)
     if check is None:
         raise ValueError(f"unknown event_source {event_source!r}")
-    if validators.event_ok[event_source](item):
+    if require_page_url and event_source == "web":
+        check = _both(check, validators.page_url)
+        if validators.event_ok[event_source](item) and validators.page_url_ok(item):
+            return []
+    elif validators.event_ok[event_source](item):
         return []
     out: Out = []
     if index is not None:

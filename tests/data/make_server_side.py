@@ -51,7 +51,13 @@ def _time(rng: random.Random) -> str:
 def _products(rng: random.Random) -> list[dict[str, Any]]:
     chosen = rng.sample(PRODUCTS, rng.randint(1, 3))
     return [
-        {"product_id": sku, "name": name, "category": cat, "price": price, "quantity": rng.randint(1, 3)}
+        {
+            "product_id": sku,
+            "name": name,
+            "category": cat,
+            "price": price,
+            "quantity": rng.randint(1, 3),
+        }
         for sku, name, cat, price in chosen
     ]
 
@@ -103,9 +109,7 @@ def web_message(rng: random.Random, index: int) -> dict[str, Any]:
     if kind in ("Order Completed", "Checkout Started"):
         products = _products(rng)
         total = round(sum(p["price"] * p["quantity"] for p in products), 2)
-        properties.update(
-            {"order_id": f"ORD-{10000 + index}", "revenue": total, "currency": "USD"}
-        )
+        properties.update({"order_id": f"ORD-{10000 + index}", "revenue": total, "currency": "USD"})
         if rng.random() < 0.2:
             properties["contents"] = _contents(products)  # TikTok-shaped input
         else:
