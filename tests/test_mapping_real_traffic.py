@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cdp_tiktok.mapping import MappingSet
-from tests.test_mapping_engine import mapping, message
+from tests.test_mapping_engine import mapping, message, one
 
 
 def test_match_first_stops_at_the_first_matching_rule_even_when_it_sends_nothing(
@@ -30,3 +32,68 @@ def test_match_first_stops_at_the_first_matching_rule_even_when_it_sends_nothing
     explained = m.map(message(), explain=True).explain
     assert any("'catch-all'" in line and "not evaluated" in line for line in explained)
     assert not any("no rule fired" in line for line in explained)
+
+
+NAMED = """
+- name: order
+  when: type == "track" and event is named "Order Completed"
+  event: Purchase
+- name: search
+  when: type == "track" and event is named ["Products Searched", "Search Done"]
+  event: Search
+"""
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Order Completed", "order completed", "order_completed", "Order-Completed", "ORDER COMPLETED",
+     "OrderCompleted", " order  completed "],
+)  # fmt: skip
+def test_named_compares_event_names_ignoring_case_and_separators(tmp_path: Path, name: str) -> None:
+    m = mapping(tmp_path, NAMED)
+    assert [e.rule for e in m.map(message(event=name)).events] == ["order"]
+
+
+def test_named_terms_are_indexed_and_explained(tmp_path: Path) -> None:
+    m = mapping(tmp_path, NAMED)
+    (rule_file,) = m.files
+    assert set(rule_file._by_key) == {"ordercompleted", "productssearched", "searchdone"}
+    assert rule_file._any_event == []
+    assert [r.name for r in rule_file.candidates("track", "search_done")] == ["search"]
+    assert rule_file.candidates("track", "Order Refunded") == ()
+    assert rule_file.candidates("page", "Order Completed") == ()
+    explained = m.map(message(event="order_completed"), explain=True).explain
+    assert any("'search'" in line and "not a candidate" in line for line in explained)
+    # the slow route agrees with the index
+    for rule in m.rules:
+        for event in ("order_completed", "Search-Done", "Order Refunded"):
+            scope = message(event=event)
+            assert rule.trigger.test(scope) == rule.trigger.test_full(scope)
+
+
+def test_validate_sees_a_named_rule_shadowing_a_later_exact_one(tmp_path: Path) -> None:
+    m = mapping(
+        tmp_path,
+        NAMED + '- name: late\n  when: type == "track" and event == "order_completed"\n'
+        "  event: Purchase\n",
+    )
+    assert any("'late' can never fire" in p.message for p in m.problems)
+
+
+def test_standard_event_names_in_any_spelling_map_to_the_catalog_name(tmp_path: Path) -> None:
+    rules = """
+    - name: std
+      when: type == "track" and event | standard_event is defined
+      event: "{{ event | standard_event }}"
+    """
+    web = mapping(tmp_path, rules)
+    assert one(web, message(event="view_content"))["event"] == "ViewContent"
+    legacy = web.map(message(event="complete_payment"))
+    assert [e.data["event"] for e in legacy.events] == ["Purchase"]
+    assert any("legacy" in w and "sent as Purchase" in w for w in legacy.warnings)
+    assert web.map(message(event="checkout")).events == []  # reserved on web
+    assert web.map(message(event="pageview")).events == []  # a page view is not a track
+    app_rules = rules + "  app: {app_id: settings.app_id}\n"
+    app = mapping(tmp_path, app_rules, event_source="app", app_id="123")
+    assert one(app, message(event="checkout"))["event"] == "Checkout"
+    assert one(app, message(event="launch_app"))["event"] == "LaunchAPP"

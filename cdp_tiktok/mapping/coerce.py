@@ -176,6 +176,20 @@ def to_unix_seconds(value: Any) -> int:
     return math.floor(seconds_float)
 
 
+CONTENT_TYPES: Final = ("product", "product_group")
+
+
+def to_content_type(value: Any) -> str:
+    """TikTok's ``content_type``: ``product`` or ``product_group`` (any case, spaces or
+    ``-`` for ``_``); anything else is refused (TikTok would fail the whole batch)."""
+    if not isinstance(value, str):
+        raise CoerceError(f"a {value_kind(value)} is not a content type")
+    text = value.strip().lower().replace("-", "_").replace(" ", "_")
+    if text not in CONTENT_TYPES:
+        raise CoerceError("content_type must be product or product_group")
+    return text
+
+
 def to_string_list(value: Any) -> list[str]:
     """A list of strings (a single value becomes a one-item list); bad items dropped."""
     items = value if isinstance(value, list | tuple) else [value]
@@ -224,13 +238,13 @@ COERCERS: Final[dict[str, Callable[[Any], Any]]] = {
     "boolean": to_boolean,
     "timestamp": to_unix_seconds,
     "string_list": to_string_list,
+    "content_type": to_content_type,
     "any": json_value,
 }
 
 _STRINGS = (
     "properties.order_id",
     "properties.shop_id",
-    "properties.content_type",
     "properties.search_string",
     "properties.query",
     "properties.description",
@@ -238,7 +252,6 @@ _STRINGS = (
     "properties.contents[].content_name",
     "properties.contents[].content_category",
     "properties.contents[].brand",
-    "properties.contents[].content_type",
     "page.url",
     "page.referrer",
     "app.app_id",
@@ -269,6 +282,8 @@ FIELD_TYPES: Final[dict[str, str]] = {
     "properties.contents[].quantity": "integer",
     "ad.is_retargeting": "boolean",
     "ad.attributed": "boolean",
+    "properties.content_type": "content_type",
+    "properties.contents[].content_type": "content_type",
 }
 
 #: Keys a ``contents[]`` item may carry (TikTok reference §2.4).

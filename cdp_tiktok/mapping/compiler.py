@@ -49,6 +49,8 @@ from cdp_tiktok.mapping.filters import (
     JINJA_FILTERS,
     PLAIN_FILTERS,
     present,
+    standard_event_filter,
+    t_named,
 )
 from cdp_tiktok.mapping.problems import Reporter
 
@@ -311,9 +313,11 @@ class Compiler:
         kept = {name: env.filters[name] for name in JINJA_FILTERS if name in env.filters}
         env.filters.clear()
         env.filters.update(kept)
-        builtin = set(kept) | set(PLAIN_FILTERS)
+        own = dict(PLAIN_FILTERS)  # standard_event depends on the configured event source
+        own["standard_event"] = standard_event_filter(str(settings.get("event_source", "web")))
+        builtin = set(kept) | set(own)
         self.refused_filters = sorted(set(plugin_filters) & builtin)
-        self.plain: dict[str, Callable[..., Any]] = dict(PLAIN_FILTERS)
+        self.plain: dict[str, Callable[..., Any]] = own
         for name, function in plugin_filters.items():
             if name not in builtin:
                 self.plain[name] = _plugin_filter(name, function)
@@ -324,6 +328,7 @@ class Compiler:
         env.filters["_typed_compare"] = typed_compare
         env.filters["_concat"] = _concat
         env.filters["_loop_items"] = _loop_items
+        env.tests["named"] = t_named
         self.builtin_filters = frozenset(builtin)
         self._refused = False
         self.leaf_cache: dict[tuple[int, frozenset[str]], tuple[Any, Any]] = {}

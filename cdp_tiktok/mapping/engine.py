@@ -35,6 +35,7 @@ from cdp_tiktok.mapping.problems import MappingLoadError, Problem, Reporter
 from cdp_tiktok.mapping.triggers import Trigger, compile_trigger
 from cdp_tiktok.matchkeys import MatchKeyNormalizer, MatchKeyPolicy
 from cdp_tiktok.settings import TikTokSettings
+from cdp_tiktok.tiktok.catalog import name_key
 
 DocPath = tuple[str | int, ...]
 StoredKeys = Mapping[str, Sequence[str]]
@@ -116,23 +117,55 @@ class Rule:
 
 @dataclass
 class RuleFile:
-    """The compiled rules of one file, with its match mode and candidate index."""
+    """The compiled rules of one file, with its match mode and candidate index.
+
+    The index maps an exact event name (``event == …``/``event in […]``) and a
+    normalized one (``event is named …``, by :func:`name_key`) to rule positions, so
+    finding a message's candidates costs one or two dictionary reads plus the rules that
+    test no event name, never a scan over every rule; results are cached per
+    ``(type, event)``.
+    """
 
     path: str
     first: bool
     rules: list[Rule]
     _candidates: dict[tuple[Any, Any], tuple[Rule, ...]] = field(default_factory=dict)
+    _by_event: dict[str, list[int]] = field(default_factory=dict)
+    _by_key: dict[str, list[int]] = field(default_factory=dict)
+    _any_event: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for position, rule in enumerate(self.rules):
+            if not rule.active:
+                continue
+            trigger = rule.trigger
+            if trigger.events is not None:
+                for name in trigger.events:
+                    self._by_event.setdefault(name, []).append(position)
+            elif trigger.event_keys is not None:
+                for key in trigger.event_keys:
+                    self._by_key.setdefault(key, []).append(position)
+            else:
+                self._any_event.append(position)
 
     def candidates(self, message_type: Any, event: Any) -> tuple[Rule, ...]:
         """The active rules whose index key admits ``(type, event)``, in file order."""
-        key = (message_type, event)
-        found = self._candidates.get(key)
+        cache_key = (message_type, event)
+        found = self._candidates.get(cache_key)
         if found is None:
+            key = name_key(event) if isinstance(event, str) else None
+            positions = list(self._any_event)
+            if isinstance(event, str):
+                positions += self._by_event.get(event, ())
+                positions += self._by_key.get(key or "", ())
+            rules = self.rules
             found = tuple(
-                r for r in self.rules if r.active and r.trigger.admits(message_type, event)
+                rules[p]
+                for p in sorted(set(positions))
+                if rules[p].trigger.admits(message_type, event, key)
             )
             if len(self._candidates) < _CANDIDATE_CACHE:
-                self._candidates[key] = found
+                self._candidates[cache_key] = found
         return found
 
 
@@ -215,7 +248,7 @@ class MappingSet:
                     continue
                 if rule.trigger.rest is not None:
                     try:
-                        hit = rule.trigger.test(message)
+                        hit = rule.trigger.test_rest(message)
                     except EvalError as exc:
                         warnings.append(f"rule {rule.name}: trigger: {exc}; treated as false")
                         hit = False
@@ -273,6 +306,8 @@ class MappingSet:
                 parts.append(f"type in {sorted(rule.trigger.types)}")
             if rule.trigger.events is not None:
                 parts.append(f"event in {sorted(rule.trigger.events)}")
+            if rule.trigger.event_keys is not None:
+                parts.append(f"event named {sorted(rule.trigger.event_keys)}")
             result.explain.append(
                 f"rule {rule.name!r} ({rule.where}): not a candidate (index: {' and '.join(parts)})"
             )
@@ -295,6 +330,11 @@ class MappingSet:
         if not verdict.ok:
             warnings.append(f"rule {rule.name}: {verdict.error}; no event sent")
             return None
+        if verdict.kind == "legacy" and verdict.canonical:
+            # TikTok converts a legacy name itself; sending the new one keeps reporting
+            # under one name (docs/mapping.md, event names).
+            warnings.append(f"rule {rule.name}: {verdict.warning}; sent as {verdict.canonical}")
+            return verdict.canonical
         return name
 
     def _build(
@@ -327,6 +367,9 @@ class MappingSet:
         if "event_time" not in data:
             warnings.append(f"rule {rule.name}: event_time is missing; no event sent")
             return None
+        page = data.get("page")
+        if page is not None and "url" not in page:
+            del data["page"]  # a referrer alone is no page: TikTok's page needs its url
         for holder, key in self._required:
             if key not in data.get(holder, ()):
                 setting = " (require_page_url)" if holder == "page" else ""
@@ -626,8 +669,8 @@ class _FileCompiler:
             for earlier in rules[:index]:
                 if not (earlier.active and later.active) or earlier.trigger.rest is not None:
                     continue
-                if _covers(earlier.trigger.types, later.trigger.types) and _covers(
-                    earlier.trigger.events, later.trigger.events
+                if _covers(earlier.trigger.types, later.trigger.types) and _covers_events(
+                    earlier.trigger, later.trigger
                 ):
                     self.report.warning(
                         ("rules", index),
@@ -642,6 +685,18 @@ def _covers(wide: frozenset[str] | None, narrow: frozenset[str] | None) -> bool:
     if wide is None:
         return True
     return narrow is not None and narrow <= wide
+
+
+def _covers_events(wide: Trigger, narrow: Trigger) -> bool:
+    """Whether every event name ``narrow``'s index admits is admitted by ``wide``'s."""
+    if wide.events is None and wide.event_keys is None:
+        return True
+    if wide.events is not None:  # exact names never cover a normalized comparison
+        return narrow.events is not None and narrow.events <= wide.events
+    assert wide.event_keys is not None
+    if narrow.events is not None:
+        return all(name_key(e) in wide.event_keys for e in narrow.events)
+    return narrow.event_keys is not None and narrow.event_keys <= wide.event_keys
 
 
 def _settings_constants(settings: TikTokSettings) -> dict[str, Any]:

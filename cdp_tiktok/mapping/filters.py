@@ -16,6 +16,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from cdp_tiktok.mapping.coerce import CoerceError, to_integer, to_number
+from cdp_tiktok.tiktok.catalog import load_catalog, name_key
 
 
 class _Absent:
@@ -146,6 +147,34 @@ def f_query_param(value: Any, name: Any) -> Any:
         return ABSENT
     found = parse_qs(query, keep_blank_values=False).get(name)
     return found[0] if found else ABSENT
+
+
+def t_named(value: Any, names: Any) -> bool:
+    """The ``named`` test: ``event is named "Order Completed"`` (or a list of names) is
+    true when the text ``value`` equals one of ``names`` ignoring case, spaces, ``_``
+    and ``-`` (:func:`~cdp_tiktok.tiktok.catalog.name_key`)."""
+    if not isinstance(value, str):
+        return False
+    wanted = (names,) if isinstance(names, str) else names
+    if not isinstance(wanted, list | tuple):
+        return False
+    key = name_key(value)
+    return any(isinstance(n, str) and name_key(n) == key for n in wanted)
+
+
+def standard_event_filter(event_source: str) -> Callable[[Any], Any]:
+    """The ``standard_event`` filter for ``event_source``: the TikTok standard (or
+    legacy) event name a text spells in any case or separators (``"view_content"`` ->
+    ``"ViewContent"``), else absent. Reserved names and page views are absent."""
+    catalog = load_catalog()
+
+    def f_standard_event(value: Any) -> Any:
+        if not isinstance(value, str):
+            return ABSENT
+        found = catalog.standard_spelling(value, event_source)
+        return ABSENT if found is None else found
+
+    return f_standard_event
 
 
 #: Filters defined by the mapping language (name -> plain function).

@@ -19,6 +19,18 @@ import yaml
 
 CATALOG_RESOURCE = "catalog.yaml"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def name_key(name: str) -> str:
+    """An event name compared as people write it: case, spaces, ``_`` and ``-`` ignored.
+
+    ``"Order Completed"``, ``"order_completed"``, ``"Order-Completed"`` and
+    ``"ORDER COMPLETED"`` share the key ``"ordercompleted"``; ``"ViewContent"`` and
+    ``"view_content"`` share ``"viewcontent"``.
+    """
+    return _SEPARATORS.sub("", name).casefold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +112,14 @@ class Catalog:
                 folded.setdefault(name.lower(), name)
             self._folded[source] = folded
         self._checks: dict[tuple[str, str, bool], NameCheck] = {}
+        # name_key -> catalog spelling of the names a source accepts as standard (and
+        # legacy, where it takes them); page views and reserved names are not among them.
+        self._by_key: dict[str, dict[str, str]] = {}
+        for source, policy in self.sources.items():
+            keyed: dict[str, str] = {}
+            for name in sorted(policy.standard | (set(self.legacy) if policy.legacy else set())):
+                keyed.setdefault(name_key(name), name)
+            self._by_key[source] = keyed
 
     def _known(self, source: str, policy: SourcePolicy) -> set[str]:
         names = set(policy.standard)
@@ -115,6 +135,14 @@ class Catalog:
         Raises ``KeyError`` for an unknown source.
         """
         return self.sources[event_source].standard
+
+    def standard_spelling(self, name: str, event_source: str) -> str | None:
+        """The standard (or legacy) event name of ``event_source`` that ``name`` spells in
+        any case or separators (``"view_content"`` -> ``"ViewContent"``,
+        ``"complete_payment"`` -> ``"CompletePayment"``), else ``None``. Reserved names
+        and page views are never returned; an unknown source gives ``None``."""
+        keyed = self._by_key.get(event_source)
+        return None if keyed is None else keyed.get(name_key(name))
 
     def check(self, name: str, event_source: str, *, custom: bool = False) -> NameCheck:
         """Whether ``name`` may be sent as an event of ``event_source``.
