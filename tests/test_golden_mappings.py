@@ -50,10 +50,19 @@ def test_golden_cases_contain_no_raw_personal_data() -> None:
 
 @pytest.mark.parametrize("source", ["web", "app", "offline", "crm"])
 def test_default_mappings_have_no_errors_for_any_source(source: str) -> None:
-    problems = validate_directory([PACKAGED], settings=TikTokSettings(event_source=source))
+    app_id = "1234567890" if source == "app" else None
+    settings = TikTokSettings(event_source=source, app_id=app_id)
+    problems = validate_directory([PACKAGED], settings=settings)
     assert [p for p in problems if p.severity == "error"] == []
     if source in ("web", "app", "offline"):
         assert problems == []
+
+
+def test_default_mappings_on_app_without_an_app_id_are_one_located_error() -> None:
+    problems = validate_directory([PACKAGED], settings=TikTokSettings(event_source="app"))
+    (error,) = [p for p in problems if p.severity == "error"]
+    assert "app.app_id has no source (setting app_id is not set)" in error.message
+    assert error.line > 0
 
 
 def _same_tree(left: Path, right: Path) -> list[str]:

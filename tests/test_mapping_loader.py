@@ -31,6 +31,7 @@ def errors(found: list[Problem]) -> list[tuple[int, str]]:
 
 FOUR_PROBLEMS = """
 version: 1
+defaults: {event_time: timestamp}
 rules:
   - name: good
     when: type == "track" and event == "Order Completed"
@@ -59,10 +60,10 @@ def test_four_kinds_of_problems_in_one_file_are_all_reported_with_lines(tmp_path
     found = problems(tmp_path, FOUR_PROBLEMS)
     by_line = {line: message for line, message in errors(found)}
     assert all(p.file == str(tmp_path / "rules.yaml") for p in found)
-    assert "Purchace" in by_line[8] and "custom" in by_line[8]
-    assert "refused" in by_line[13] and "Python internals" in by_line[13]
-    assert "unknown key 'whenn'" in by_line[15] and "did you mean 'when'" in by_line[15]
-    assert any(line in (19, 20) and "YAML syntax error" in m for line, m in errors(found))
+    assert "Purchace" in by_line[9] and "custom" in by_line[9]
+    assert "refused" in by_line[14] and "Python internals" in by_line[14]
+    assert "unknown key 'whenn'" in by_line[16] and "did you mean 'when'" in by_line[16]
+    assert any(line in (20, 21) and "YAML syntax error" in m for line, m in errors(found))
     assert len(errors(found)) == 4, found
 
 
@@ -71,7 +72,7 @@ def test_load_mapping_set_raises_with_every_problem(tmp_path: Path) -> None:
     with pytest.raises(MappingLoadError) as info:
         load_mapping_set([tmp_path], settings=SETTINGS)
     assert len([p for p in info.value.problems if p.severity == "error"]) == 4
-    assert "rules.yaml:8" in str(info.value)
+    assert "rules.yaml:9" in str(info.value)
 
 
 def test_yaml_lines_are_recorded_for_keys_and_items() -> None:
@@ -194,9 +195,10 @@ def test_recovery_keeps_the_rules_after_a_broken_one() -> None:
             "a loop reads `for: <name> in <list>`",
         ),
         (
-            "version: 1\nrules:\n  - name: r\n    when: type == 'track'\n    event: Search\n"
+            "version: 1\ndefaults: {event_time: timestamp}\nrules:\n"
+            "  - name: r\n    when: type == 'track'\n    event: Search\n"
             "  - name: r\n    when: type == 'page'\n    event: Search\n",
-            6,
+            7,
             "already used",
         ),
     ],
@@ -208,16 +210,18 @@ def test_located_errors(tmp_path: Path, text: str, line: int, fragment: str) -> 
 
 def test_legacy_event_names_warn_naming_the_new_one(tmp_path: Path) -> None:
     text = (
-        "version: 1\nrules:\n  - name: r\n    when: type == 'track'\n    event: CompletePayment\n"
+        "version: 1\ndefaults: {event_time: timestamp}\nrules:\n"
+        "  - name: r\n    when: type == 'track'\n    event: CompletePayment\n"
     )
     found = problems(tmp_path, text)
     assert errors(found) == []
-    assert any(p.line == 5 and "Purchase" in p.message and p.severity == "warning" for p in found)
+    assert any(p.line == 6 and "Purchase" in p.message and p.severity == "warning" for p in found)
 
 
 def test_custom_events_need_custom_true(tmp_path: Path) -> None:
     base = (
-        "version: 1\nrules:\n  - name: r\n    when: type == 'track'\n    event: Quote Requested\n"
+        "version: 1\ndefaults: {event_time: timestamp}\nrules:\n"
+        "  - name: r\n    when: type == 'track'\n    event: Quote Requested\n"
     )
     assert errors(problems(tmp_path, base))
     assert errors(problems(tmp_path, base + "    custom: true\n")) == []

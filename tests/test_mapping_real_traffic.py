@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cdp_tiktok.mapping import MappingSet
+from cdp_tiktok.mapping import MappingLoadError, MappingSet, load_mapping_set, validate_directory
+from cdp_tiktok.mapping.problems import Problem
+from cdp_tiktok.settings import TikTokSettings
 from tests.test_mapping_engine import mapping, message, one
 
 
@@ -97,3 +99,55 @@ def test_standard_event_names_in_any_spelling_map_to_the_catalog_name(tmp_path: 
     app = mapping(tmp_path, app_rules, event_source="app", app_id="123")
     assert one(app, message(event="checkout"))["event"] == "Checkout"
     assert one(app, message(event="launch_app"))["event"] == "LaunchAPP"
+
+
+def _errors(m_problems: list[Problem]) -> list[str]:
+    return [p.message for p in m_problems if p.severity == "error"]
+
+
+@pytest.mark.parametrize(
+    ("source", "rule", "expected"),
+    [
+        ("web", "  event_time: null\n", "can never send an event: no source for event_time"),
+        ("crm", "  lead: null\n", "crm events need lead.lead_id and the rule has no source"),
+        ("app", "  app: {app_id: null}\n", "app events need app.app_id and the rule has no source"),
+        ("web", "  page: null\n", "web events need page.url and the rule has no source"),
+    ],
+)
+def test_validate_reports_a_rule_that_can_never_send_as_an_error(
+    tmp_path: Path, source: str, rule: str, expected: str
+) -> None:
+    text = HEAD_FOR_SENDABLE + '- name: r\n  when: type == "track"\n  event: Purchase\n' + rule
+    (tmp_path / "m.yaml").write_text(text, encoding="utf-8")
+    settings = TikTokSettings(event_source=source, app_id="1", require_page_url=True)
+    errors = _errors(validate_directory([tmp_path], settings=settings))
+    assert len(errors) == 1 and expected in errors[0], errors
+    with pytest.raises(MappingLoadError):
+        load_mapping_set([tmp_path], settings=settings)
+
+
+def test_a_rule_with_every_source_is_ok_and_a_skip_names_the_rule_and_the_field(
+    tmp_path: Path,
+) -> None:
+    text = HEAD_FOR_SENDABLE + '- name: r\n  when: type == "track"\n  event: Purchase\n'
+    (tmp_path / "m.yaml").write_text(text, encoding="utf-8")
+    settings = TikTokSettings(event_source="crm")
+    assert _errors(validate_directory([tmp_path], settings=settings)) == []
+    result = load_mapping_set([tmp_path], settings=settings).map(message(), explain=True)
+    assert result.events == []
+    assert result.warnings == [
+        "rule r: crm events need lead.lead_id and the message gives none; no event sent"
+    ]
+    assert "rule 'r'" in result.explain[-2] and "fired, but no event" in result.explain[-2]
+    assert result.explain[-1] == "no TikTok event: a rule fired but its event could not be sent"
+
+
+HEAD_FOR_SENDABLE = """version: 1
+defaults:
+  event_id: messageId
+  event_time: timestamp
+  page: {url: context.page.url}
+  app: {app_id: settings.app_id}
+  lead: {lead_id: properties.lead_id}
+rules:
+"""

@@ -537,6 +537,7 @@ class _FileCompiler:
 
         self.catalog = load_catalog()
         self.roots = MESSAGE_FIELDS | {"settings"}
+        self._inherited_gaps: set[tuple[str, str]] = set()
 
     def derive(self, raw: Any, base: Derive) -> Derive:
         if not isinstance(raw, dict):
@@ -575,6 +576,8 @@ class _FileCompiler:
         trigger = compile_trigger(self.compiler, raw["when"], report, (*at, "when"), self.roots)
         event, event_name = self._event(raw["event"], (*at, "event"), custom, sources)
         fields = self._fields(defaults, raw, at, f"rule {name}", source, True)
+        if active:
+            self._check_sendable(name, _merge(defaults, raw, at), at)
         if trigger is None or fields is None or (event is None and event_name is None):
             return None
         return Rule(
@@ -664,6 +667,58 @@ class _FileCompiler:
             out.append((key, node, coerce, f"{label}: {key}"))
         return tuple(out) if ok else None
 
+    def _check_sendable(
+        self, name: str, merged: Mapping[str, tuple[Any, DocPath, bool]], at: DocPath
+    ) -> None:
+        """Report as an error a rule whose event can never be sent for the configured
+        event source: no source at all for ``event_time`` or for a required field."""
+        source = self.settings.event_source
+        time_spec, _, time_from_rule = merged.get("event_time", (None, at, False))
+        if not self._has_source(time_spec):
+            if time_from_rule:
+                self.report.error(
+                    at, f"rule {name!r} can never send an event: no source for event_time"
+                )
+            elif ("event_time", "") not in self._inherited_gaps:  # once for the whole file
+                self._inherited_gaps.add(("event_time", ""))
+                self.report.error(
+                    at,
+                    f"rule {name!r} can never send an event: no source for event_time in the "
+                    "rule or the defaults (nor in any rule of this file that maps none; add "
+                    "`event_time: timestamp` to defaults)",
+                )
+        required = required_fields(source, require_page_url=self.settings.require_page_url)
+        for holder, key in required:
+            spec = merged.get(holder, ({},))[0]
+            sub, sub_at, from_rule = (
+                spec.get(key, (None, at, True)) if isinstance(spec, dict) else (None, at, True)
+            )
+            if self._has_source(sub):
+                continue
+            unset = _unset_setting(sub, self.compiler.settings)
+            why = f" (setting {unset} is not set)" if unset else ""
+            if from_rule:
+                self.report.error(
+                    at,
+                    f"rule {name!r} can never send an event: {source} events need "
+                    f"{holder}.{key} and the rule has no source for it{why}",
+                )
+            elif (holder, key) not in self._inherited_gaps:  # once for the whole file
+                self._inherited_gaps.add((holder, key))
+                self.report.error(
+                    sub_at,
+                    f"defaults: {holder}.{key} has no source{why}, so no rule inheriting it "
+                    f"can send an event: {source} events need {holder}.{key}",
+                )
+
+    def _has_source(self, spec: Any) -> bool:
+        """Whether a value spec can ever give a value (``null`` and unset settings cannot)."""
+        if spec is None:
+            return False
+        if isinstance(spec, list):
+            return any(self._has_source(item) for item in spec)
+        return _unset_setting(spec, self.compiler.settings) is None
+
     def _unreachable(self, rules: list[Rule]) -> None:
         for index, later in enumerate(rules):
             for earlier in rules[:index]:
@@ -679,6 +734,15 @@ class _FileCompiler:
                         "(match: first)",
                     )
                     break
+
+
+def _unset_setting(spec: Any, settings: Mapping[str, Any]) -> str | None:
+    """``settings.<name>`` when ``spec`` is exactly that path and the setting is unset."""
+    if isinstance(spec, str) and spec.startswith("settings."):
+        name = spec.removeprefix("settings.").strip()
+        if name in settings and settings[name] is None:
+            return f"{name}"
+    return None
 
 
 def _covers(wide: frozenset[str] | None, narrow: frozenset[str] | None) -> bool:
