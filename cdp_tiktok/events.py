@@ -100,3 +100,5 @@ class MapResult:
     warnings: list[str] = field(default_factory=list)
     explain: list[str] = field(default_factory=list)
     dropped_keys: dict[str, int] = field(default_factory=dict)
+    phone_regions: dict[str, int] = field(default_factory=dict)
+    """Phone numbers without country code read with a region, by the region's source."""

@@ -9,7 +9,10 @@ whether it is hashed, whether a pre-hashed value is accepted, and how it is norm
 * invalid values are dropped and counted by ``"key:reason"``, never hashed as garbage;
   no raw value appears in the result (nor in an error message);
 * absent or blank values are omitted: never ``""`` or ``[]``;
-* repeated raw values are served from a bounded in-memory LRU cache.
+* repeated raw values are served from a bounded in-memory LRU cache;
+* a phone number without country code is read with the region the message gives
+  (:data:`PHONE_REGION_SOURCES`: address country, then locale), then the configured
+  default region; which source served is counted, never guessed further.
 
 The policy is documented for users in ``docs/matching.md``; changing any rule here
 means a new :data:`POLICY_VERSION`.
@@ -65,7 +68,10 @@ class MatchKeyPolicy:
     """Tunable parts of policy 1.
 
     ``default_region``: ISO 3166-1 region (``"FR"``) for phone numbers written without a
-    country code; ``None`` drops such numbers as ``phone:no_region``.
+    country code when the message gives none; ``None`` drops such numbers as
+    ``phone:no_region``. ``infer_region``: read such numbers first with the region of
+    the message itself (:data:`PHONE_REGION_SOURCES`); ``False`` uses only
+    ``default_region``.
     ``max_values``: at most this many distinct values per list key (email, phone,
     external_id); further values are dropped as ``key:too_many``.
     ``cache_size``: entries of the in-memory LRU cache of normalized values (0 disables it).
@@ -74,6 +80,7 @@ class MatchKeyPolicy:
     default_region: str | None = None
     max_values: int = 10
     cache_size: int = 65536
+    infer_region: bool = True
 
     def __post_init__(self) -> None:
         if self.max_values < 1:
@@ -95,6 +102,9 @@ class UserKeys:
 
     user: dict[str, Any]
     dropped: dict[str, int] = field(default_factory=dict)
+    phone_regions: dict[str, int] = field(default_factory=dict)
+    """Phone numbers without country code read with a region, by the region's source
+    (a :data:`PHONE_REGION_SOURCES` label)."""
 
 
 class _Invalid(Exception):
@@ -322,13 +332,76 @@ def _phone(default_region: str | None) -> Callable[[str], str]:
     return check
 
 
+_REGION_ALIASES: Final = {"UK": "GB"}
+
+
+@functools.lru_cache(maxsize=1024)
+def country_region(value: str) -> str | None:
+    """The phone region of an address country written as an ISO 3166-1 alpha-2 code
+    (``"us"``, ``" FR "``; ``"UK"`` is ``GB``), else ``None`` (names are not guessed)."""
+    code = value.strip().upper()
+    code = _REGION_ALIASES.get(code, code)
+    return code if code in phonenumbers.SUPPORTED_REGIONS else None
+
+
+@functools.lru_cache(maxsize=1024)
+def locale_region(value: str) -> str | None:
+    """The region subtag of a BCP 47 locale (``en-US``, ``fr_FR``, ``zh-Hant-TW``) as a
+    phone region, else ``None`` (``en`` alone names no region)."""
+    for part in value.strip().replace("_", "-").split("-")[1:]:
+        if len(part) == 2 and part.isalpha():
+            return country_region(part)
+    return None
+
+
+def _read(message: Mapping[str, Any], *keys: str) -> Any:
+    value: Any = message
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+#: Where the region of a phone number without country code comes from, first found wins:
+#: (label, path in the message, reader). The configured ``default_region`` comes last.
+PHONE_REGION_SOURCES: Final[
+    tuple[tuple[str, tuple[str, ...], Callable[[str], str | None]], ...]
+] = (
+    ("traits.address.country", ("traits", "address", "country"), country_region),
+    ("context.traits.address.country", ("context", "traits", "address", "country"), country_region),
+    ("context.locale", ("context", "locale"), locale_region),
+)
+DEFAULT_REGION_SOURCE: Final = "default_phone_region"
+
+
+def phone_region(
+    message: Mapping[str, Any] | None, policy: MatchKeyPolicy
+) -> tuple[str, str] | None:
+    """``(region, source label)`` for national phone numbers of ``message`` under
+    ``policy``: the first :data:`PHONE_REGION_SOURCES` entry that names a phone region
+    (when ``policy.infer_region``), else the default region, else ``None``."""
+    if message is not None and policy.infer_region:
+        for label, path, reader in PHONE_REGION_SOURCES:
+            value = _read(message, *path)
+            if isinstance(value, str):
+                region = reader(value)
+                if region is not None:
+                    return region, label
+    if policy.default_region:
+        return policy.default_region.upper(), DEFAULT_REGION_SOURCE
+    return None
+
+
 def key_rules(policy: MatchKeyPolicy) -> dict[str, KeyRule]:
-    """The rule table of policy 1 for ``policy`` (only the phone rule depends on it)."""
+    """The rule table of policy 1 for ``policy``. The phone rule reads international
+    numbers only; national ones are read by :class:`MatchKeyNormalizer` with the region
+    :func:`phone_region` finds (they are ``phone:no_region`` here)."""
     token = _limited(_TOKEN, 2048)
     # columns:          many,  hashed, prehashed, numbers, normalize
     return {
         "email": KeyRule(True, True, True, False, _email),
-        "phone": KeyRule(True, True, True, True, _phone(policy.default_region)),
+        "phone": KeyRule(True, True, True, True, _phone(None)),
         "external_id": KeyRule(True, True, True, True, _external_id),
         "ttclid": KeyRule(False, False, False, False, token),
         "ttp": KeyRule(False, False, False, False, token),
@@ -377,6 +450,30 @@ class MatchKeyNormalizer:
         cached = functools.lru_cache(maxsize=policy.cache_size)(self._normalize_text)
         self._cached: Callable[[str, str], str | _Reject] = cached
         self.cache_info = cached.cache_info
+        regional = functools.lru_cache(maxsize=policy.cache_size)(self._normalize_national)
+        self._regional: Callable[[str, str], str | _Reject] = regional
+        self._phone_by_region: dict[str, Callable[[str], str]] = {}
+
+    def _normalize_national(self, text: str, region: str) -> str | _Reject:
+        check = self._phone_by_region.get(region)
+        if check is None:  # one parser per region, built once (at most ~250)
+            check = self._phone_by_region.setdefault(region, _phone(region))
+        try:
+            return sha256_hex(check(text.strip()))
+        except _Invalid as exc:
+            return _reject(exc.reason)
+
+    def _national(self, text: str, hint: _RegionHint) -> str | _Reject:
+        """A phone number the international reading calls ``no_region``, read with the
+        message's region (resolved once per call of :meth:`normalize_user`)."""
+        found = hint.resolve(self.policy)
+        if found is None:
+            return _NO_REGION
+        region, label = found
+        result = self._regional(text, region)
+        if isinstance(result, str):
+            hint.used[label] = hint.used.get(label, 0) + 1
+        return result
 
     def _normalize_text(self, key: str, text: str) -> str | _Reject:
         rule = self._rules[key]
@@ -401,17 +498,23 @@ class MatchKeyNormalizer:
         text = _number_text(value)
         return _reject("invalid") if text is None else self._cached(key, text)
 
-    def normalize_user(self, raw: Mapping[str, Any]) -> UserKeys:
+    def normalize_user(
+        self, raw: Mapping[str, Any], message: Mapping[str, Any] | None = None
+    ) -> UserKeys:
         """Normalize and hash ``raw`` (TikTok user key -> value, list of values, or None).
 
         Returns TikTok's ``user`` object (list keys de-duplicated in first-seen order and
-        capped at ``max_values``; for scalar keys the first valid value wins) and the
-        dropped-value counters. Raises ``ValueError`` naming an unknown key.
+        capped at ``max_values``; for scalar keys the first valid value wins), the
+        dropped-value counters and, for phone numbers without country code, which region
+        source read them (``message`` is the Segment message the keys come from; its
+        region is looked up only when such a number occurs). Raises ``ValueError``
+        naming an unknown key.
         """
         rules = self._rules
         cached = self._cached
         user: dict[str, Any] = {}
         dropped: dict[str, int] = {}
+        hint: _RegionHint | None = None  # made only when a national number occurs
         for key, value in raw.items():
             rule = rules.get(key)
             if rule is None:
@@ -420,22 +523,35 @@ class MatchKeyNormalizer:
                 )
             if isinstance(value, str):  # the common case, kept short: one text value
                 result = cached(key, value)
+                if result is _NO_REGION:
+                    hint = hint or _RegionHint(message)
+                    result = self._national(value, hint)
                 if isinstance(result, str):
                     user[key] = [result] if rule.many else result
                 elif result is not _BLANK:
                     _count(dropped, key, result)
             elif value is not None:
-                self._several(key, rule, value, user, dropped)
-        return UserKeys(user, dropped)
+                hint = hint or _RegionHint(message)
+                self._several(key, rule, value, user, dropped, hint)
+        return UserKeys(user, dropped, hint.used if hint is not None else {})
 
     def _several(
-        self, key: str, rule: KeyRule, value: Any, user: dict[str, Any], dropped: dict[str, int]
+        self,
+        key: str,
+        rule: KeyRule,
+        value: Any,
+        user: dict[str, Any],
+        dropped: dict[str, int],
+        hint: _RegionHint,
     ) -> None:
         values = value if isinstance(value, list | tuple) else (value,)
         limit = self._max_values if rule.many else 1
         kept: list[str] = []
         for item in values:
             result = self._one(key, rule, item)
+            if result is _NO_REGION:
+                text = item if isinstance(item, str) else _number_text(item)
+                result = self._national(text or "", hint)
             if isinstance(result, str):
                 if result in kept:
                     continue
@@ -447,6 +563,27 @@ class MatchKeyNormalizer:
                 _count(dropped, key, result)
         if kept:
             user[key] = kept if rule.many else kept[0]
+
+
+_NO_REGION: Final = _reject("no_region")
+
+
+class _RegionHint:
+    """The region of one message's national phone numbers, found at most once."""
+
+    __slots__ = ("done", "found", "message", "used")
+
+    def __init__(self, message: Mapping[str, Any] | None) -> None:
+        self.message = message
+        self.found: tuple[str, str] | None = None
+        self.done = False
+        self.used: dict[str, int] = {}
+
+    def resolve(self, policy: MatchKeyPolicy) -> tuple[str, str] | None:
+        if not self.done:
+            self.found = phone_region(self.message, policy)
+            self.done = True
+        return self.found
 
 
 def _count(dropped: dict[str, int], key: str, reject: _Reject) -> None:

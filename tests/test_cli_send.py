@@ -204,3 +204,25 @@ def test_a_live_stream_on_stdin_is_delivered_before_the_input_ends(tmp_path: Pat
         recorded = {e["data"]["event_id"] for e in sandbox.events()}
     assert process.returncode == 0, (tmp_path / "stderr.txt").read_text()
     assert recorded == {m["messageId"] for m in first + rest}
+
+
+def test_the_summary_counts_where_national_phone_regions_came_from(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    base = {"type": "track", "event": "Order Completed", "properties": {"revenue": 1}}
+    messages = [
+        {**base, "userId": "u-1", "context": {"traits": {"phone": "(415) 555-2671",
+                                                         "address": {"country": "US"}}}},
+        {**base, "userId": "u-2", "context": {"locale": "en-US",
+                                              "traits": {"phone": "415 555 2672"}}},
+        {**base, "userId": "u-3", "context": {"traits": {"phone": "415 555 2673"}}},
+    ]  # fmt: skip
+    source = tmp_path / "phones.jsonl"
+    source.write_text("".join(json.dumps(m) + "\n" for m in messages))
+    result = runner.invoke(main, ["send", str(source), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert _row(result.stdout, "context.traits.address.country") == "1"
+    assert _row(result.stdout, "context.locale") == "1"
+    assert _row(result.stdout, "phone:no_region") == "1"
+    assert _row(result.stdout, "phone ") == "67%"  # match-key coverage: 2 of 3 events
+    assert "415" not in result.output

@@ -36,8 +36,9 @@ HINTS = {
     "web events need page.url": "require_page_url is on, so web events without a page URL "
     "(context.page.url, properties.url) are skipped; set default_page_url (--settings file "
     "or CDP_TIKTOK_DEFAULT_PAGE_URL) or turn require_page_url off.",
-    "phone:no_region": "phone numbers without a country code were dropped; set "
-    "--default-phone-region (e.g. US) to read them as national numbers.",
+    "phone:no_region": "phone numbers without a country code were dropped: the message "
+    "gave no address country or locale region; set --default-phone-region (e.g. US) to "
+    "read them as national numbers.",
 }
 """Substrings of warnings or drop reasons, and what the user can do about them."""
 USER_KEYS = (
@@ -76,11 +77,15 @@ class IntakeSummary:
     undeliverable: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
     dropped_keys: Counter[str] = field(default_factory=Counter)
+    phone_regions: Counter[str] = field(default_factory=Counter)
 
     def observe(self, message: Any, result: MapResult) -> None:
-        """Collect a mapping result's warnings and dropped match-key values (no raw values)."""
+        """Collect a mapping result's warnings, dropped match-key values (no raw values)
+        and the sources of the regions national phone numbers were read with."""
         self.warnings.update(result.warnings)
         self.dropped_keys.update(result.dropped_keys)
+        if result.phone_regions:
+            self.phone_regions.update(result.phone_regions)
 
     def count(self, event: OutgoingEvent, max_age_seconds: float, now: float) -> None:
         """Account one produced event."""
@@ -234,6 +239,15 @@ def _coverage_table(summary: IntakeSummary) -> Table:
     return table
 
 
+def _phone_region_table(summary: IntakeSummary) -> Table:
+    table = Table(title="phone numbers without country code, read with the region from")
+    table.add_column("source")
+    table.add_column("numbers", justify="right")
+    for label, count in summary.phone_regions.most_common():
+        table.add_row(label, str(count))
+    return table
+
+
 def _problems_table(summary: IntakeSummary) -> Table:
     table = Table(title="mapping warnings and dropped match-key values")
     table.add_column("what")
@@ -356,6 +370,8 @@ def send(
         if summary.events:
             out.print(_events_table(summary))
             out.print(_coverage_table(summary))
+        if summary.phone_regions:
+            out.print(_phone_region_table(summary))
         if summary.warnings or summary.dropped_keys:
             out.print(_problems_table(summary))
         seen = [*summary.warnings, *summary.dropped_keys]

@@ -191,7 +191,10 @@ class MappingSet:
             destination, settings.event_source, settings.event_source_id, settings.test_event_code
         )
         self.normalizer = MatchKeyNormalizer(
-            MatchKeyPolicy(default_region=settings.default_phone_region)
+            MatchKeyPolicy(
+                default_region=settings.default_phone_region,
+                infer_region=settings.infer_phone_region,
+            )
         )
         from cdp_tiktok.tiktok.catalog import load_catalog
 
@@ -352,11 +355,15 @@ class MappingSet:
             data.update(built)
             raw_user = built.get("user")
             if raw_user is not None:
-                keys = self.normalizer.normalize_user(raw_user)
+                keys = self.normalizer.normalize_user(raw_user, message)
                 if keys.dropped:
                     dropped = result.dropped_keys
                     for reason, count in keys.dropped.items():
                         dropped[reason] = dropped.get(reason, 0) + count
+                if keys.phone_regions:
+                    regions = result.phone_regions
+                    for label, count in keys.phone_regions.items():
+                        regions[label] = regions.get(label, 0) + count
                 if keys.user:
                     data["user"] = keys.user
                 else:
@@ -689,7 +696,7 @@ class _FileCompiler:
                 )
         required = required_fields(source, require_page_url=self.settings.require_page_url)
         for holder, key in required:
-            spec = merged.get(holder, ({},))[0]
+            spec: Any = merged.get(holder, ({},))[0]
             sub, sub_at, from_rule = (
                 spec.get(key, (None, at, True)) if isinstance(spec, dict) else (None, at, True)
             )

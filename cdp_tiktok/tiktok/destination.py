@@ -113,9 +113,10 @@ class TikTokPlugin:
         identity = state.get("identity")
         notes: list[str] = []
         dropped: Mapping[str, int] = {}
+        regions: Mapping[str, int] = {}
         message_type = message.get("type")
         if identity is not None and message_type == "identify":
-            remembered, dropped = self._remember(message, mapping, identity)
+            remembered, dropped, regions = self._remember(message, mapping, identity)
             notes.extend(remembered)
         elif identity is not None and message_type == "alias":
             previous, user = message.get("previousId"), message.get("userId")
@@ -136,6 +137,8 @@ class TikTokPlugin:
         result = mapping.map(message, stored_keys=stored, explain=explain)
         for reason, count in dropped.items():
             result.dropped_keys[reason] = result.dropped_keys.get(reason, 0) + count
+        for label, count in regions.items():
+            result.phone_regions[label] = result.phone_regions.get(label, 0) + count
         if explain and notes:
             result.explain[:0] = notes
         for warning in result.warnings:
@@ -147,19 +150,23 @@ class TikTokPlugin:
 
     def _remember(
         self, message: Mapping[str, Any], mapping: MappingSet, identity: Any
-    ) -> tuple[list[str], Mapping[str, int]]:
+    ) -> tuple[list[str], Mapping[str, int], Mapping[str, int]]:
         traits, context_traits = _traits(message), _context_traits(message)
         raw: dict[str, Any] = {
             "email": [traits.get("email"), context_traits.get("email")],
             "phone": [traits.get("phone"), context_traits.get("phone")],
             "external_id": message.get("userId"),
         }
-        normalized = mapping.normalizer.normalize_user(raw)
+        normalized = mapping.normalizer.normalize_user(raw, message)
         keys = normalized.user
         hashed = {k: keys[k] for k in LIST_KEYS if k in keys}
         user_id, anonymous_id = message.get("userId"), message.get("anonymousId")
         if not hashed and not (user_id and anonymous_id):
-            return ["identify: nothing to remember (no email, phone or userId)"], normalized.dropped
+            return (
+                ["identify: nothing to remember (no email, phone or userId)"],
+                normalized.dropped,
+                normalized.phone_regions,
+            )
         identity.remember(
             user_id if isinstance(user_id, str) else None,
             anonymous_id if isinstance(anonymous_id, str) else None,
@@ -169,6 +176,7 @@ class TikTokPlugin:
         return (
             [f"identify: remembered {names} (hashed) in the identity store"],
             normalized.dropped,
+            normalized.phone_regions,
         )
 
     def _on(self, message: Message, destination: Destination) -> list[OutgoingEvent] | None:
