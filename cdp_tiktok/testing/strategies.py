@@ -15,6 +15,7 @@ tests run fast.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -34,10 +35,12 @@ __all__ = [
     "identify_messages",
     "invalid_messages",
     "messages_for",
+    "name_variants",
     "page_messages",
     "screen_messages",
     "timestamps",
     "track_messages",
+    "track_messages_named",
     "valid_messages",
 ]
 
@@ -287,6 +290,37 @@ def track_messages(events: Sequence[str] | None = None) -> SearchStrategy[Messag
     )
     own = st.fixed_dictionaries({"event": names}, optional={"properties": _properties})
     return _message("track", own)
+
+
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_CASES: tuple[Callable[[str], str], ...] = (str.lower, str.upper, str.title, str)
+
+
+def name_variants(name: str) -> SearchStrategy[str]:
+    """``name`` as people write it: its words (split at spaces, ``_``, ``-`` and camel
+    case: ``ViewContent`` is ``View Content``) each in lower, upper, title or original
+    case, joined by one of space, ``_``, ``-`` or nothing (``order_completed``,
+    ``Order-Completed``, ``ORDER COMPLETED``, ``viewcontent``)."""
+    words = _WORDS.findall(name) or [name]
+    cases = st.lists(st.sampled_from(_CASES), min_size=len(words), max_size=len(words))
+    separators = st.sampled_from((" ", "_", "-", ""))
+    return st.builds(
+        lambda chosen, sep: sep.join(case(w) for case, w in zip(chosen, words, strict=True)),
+        cases,
+        separators,
+    )
+
+
+def track_messages_named(names: Sequence[str]) -> SearchStrategy[Message]:
+    """``track`` messages whose event is one of ``names`` in any spelling
+    (:func:`name_variants`); e-commerce names carry their spec properties."""
+
+    def with_name(name: str) -> SearchStrategy[Message]:
+        shape = ECOMMERCE_EVENTS.get(name)
+        properties = _properties if shape is None else _ecommerce_properties(shape)
+        return st.fixed_dictionaries({"event": name_variants(name), "properties": properties})
+
+    return _message("track", st.sampled_from(tuple(names)).flatmap(with_name))
 
 
 def identify_messages() -> SearchStrategy[Message]:
