@@ -30,7 +30,7 @@ from cdp_tiktok.mapping.compiler import Compiler, EvalError
 from cdp_tiktok.mapping.filters import ABSENT, f_query_param, present
 from cdp_tiktok.mapping.problems import Reporter
 
-ROOTS = frozenset({"properties", "a", "b", "context"})
+ROOTS = frozenset({"properties", "a", "b", "context", "event"})
 
 
 def boom(value: Any) -> Any:
@@ -120,6 +120,35 @@ def test_arithmetic_without_jinja_equals_jinja(
     expr = COMPILER.parse_expression(source, report, ())
     assert expr is not None
     assert COMPILER._fast_arithmetic(expr) is not None  # the direct route is taken
+    fast, slow = _both(source)
+    assert outcome(fast, scope) == outcome(slow, scope)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(
+        [
+            "a is defined",
+            "properties.x is defined",
+            "properties.missing is defined",
+            "(properties.x | number) is defined",
+            "(a | lower) is defined",
+            "(b | default(2)) is defined",
+            "(b | boom) is defined",
+            "(event | standard_event) is defined",
+        ]
+    ),
+    scopes,
+    st.sampled_from([None, "", "view_content", "checkout", "Purchase", "x"]),
+)
+def test_is_defined_without_jinja_equals_jinja(
+    source: str, scope: dict[str, Any], event: str | None
+) -> None:
+    if event is not None:
+        scope = {**scope, "event": event}
+    report = Reporter("<test>", {})
+    expr = COMPILER.parse_expression(source, report, ())
+    assert expr is not None and COMPILER._fast_defined(expr) is not None
     fast, slow = _both(source)
     assert outcome(fast, scope) == outcome(slow, scope)
 

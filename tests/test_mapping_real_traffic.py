@@ -3,13 +3,16 @@ normalized event names, honest validate, located skip warnings."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from cdp_tiktok.host import Host
 from cdp_tiktok.mapping import MappingLoadError, MappingSet, load_mapping_set, validate_directory
 from cdp_tiktok.mapping.problems import Problem
 from cdp_tiktok.settings import TikTokSettings
+from cdp_tiktok.tiktok.payload import validate_event
 from tests.test_mapping_engine import mapping, message, one
 
 
@@ -151,3 +154,31 @@ defaults:
   lead: {lead_id: properties.lead_id}
 rules:
 """
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize(
+    ("file", "source", "extra"),
+    [
+        ("server_side_events.jsonl", "web", {}),
+        ("crm_leads.jsonl", "crm", {"lead_event_source": "HubSpot"}),
+    ],
+)
+def test_backend_streams_without_page_context_give_one_event_per_message(
+    file: str, source: str, extra: dict[str, str]
+) -> None:
+    settings = TikTokSettings(event_source=source, event_source_id="7123456789", **extra)
+    lines = (DATA / file).read_text(encoding="utf-8").splitlines()
+    with Host(settings, load_entry_points=False, identity="memory://") as host:
+        produced = [host.process(json.loads(line)) for line in lines]
+    assert [len(events) for events in produced] == [1] * len(lines)
+    for (event,) in produced:
+        assert "page" not in event.data
+        assert validate_event(event.data, source) == []
+        if source == "crm":
+            assert event.data["lead"]["lead_event_source"] == "HubSpot"
+    names = {e.data["event"] for (e,) in produced}
+    expected = {"Purchase", "InitiateCheckout", "CompleteRegistration", "ViewContent", "AddToCart"}
+    assert names == (expected if source == "web" else {"CompleteRegistration", "Lead"})

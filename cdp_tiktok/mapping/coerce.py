@@ -182,6 +182,8 @@ CONTENT_TYPES: Final = ("product", "product_group")
 def to_content_type(value: Any) -> str:
     """TikTok's ``content_type``: ``product`` or ``product_group`` (any case, spaces or
     ``-`` for ``_``); anything else is refused (TikTok would fail the whole batch)."""
+    if value in CONTENT_TYPES:
+        return str(value)
     if not isinstance(value, str):
         raise CoerceError(f"a {value_kind(value)} is not a content type")
     text = value.strip().lower().replace("-", "_").replace(" ", "_")

@@ -471,6 +471,9 @@ class Compiler:
         inner = self._fast_arithmetic(expr)
         if inner is not None:
             return _arithmetic_value(inner)
+        defined = self._fast_defined(expr)
+        if defined is not None:
+            return defined
         return self.compile_jinja(expr)
 
     def compile_jinja(self, expr: nodes.Expr) -> Value:
@@ -578,6 +581,27 @@ class Compiler:
             value.filter_spec = (inner, function, args, expr.name in ABSENT_AWARE, pure)  # type: ignore[attr-defined]
             return value
         return None
+
+    def _fast_defined(self, expr: nodes.Expr) -> Value | None:
+        """``<direct value> is defined`` without Jinja (a trigger such as
+        ``event | standard_event is defined`` runs per message), or ``None``."""
+        if not (
+            isinstance(expr, nodes.Test)
+            and expr.name == "defined"
+            and not expr.args
+            and not expr.kwargs
+            and expr.dyn_args is None
+            and expr.dyn_kwargs is None
+        ):
+            return None
+        inner = self._fast(expr.node)
+        if inner is None:
+            return None
+
+        def defined(scope: Mapping[str, Any]) -> bool:
+            return inner(scope) is not ABSENT
+
+        return defined
 
     def _fast_arithmetic(self, expr: nodes.Expr) -> Value | None:
         """``a <op> b`` over direct values (nested arithmetic allowed), or ``None``.

@@ -333,11 +333,15 @@ class MappingSet:
         if not verdict.ok:
             warnings.append(f"rule {rule.name}: {verdict.error}; no event sent")
             return None
-        if verdict.kind == "legacy" and verdict.canonical:
+        legacy = self._catalog.legacy.get(name) if verdict.kind == "legacy" else None
+        if legacy is not None and legacy.replacement:
             # TikTok converts a legacy name itself; sending the new one keeps reporting
             # under one name (docs/mapping.md, event names).
-            warnings.append(f"rule {rule.name}: {verdict.warning}; sent as {verdict.canonical}")
-            return verdict.canonical
+            warnings.append(
+                f"rule {rule.name}: {name} is a legacy TikTok event name ({legacy.note}); "
+                f"sent as {legacy.replacement}"
+            )
+            return legacy.replacement
         return name
 
     def _build(
