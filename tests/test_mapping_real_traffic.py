@@ -182,3 +182,24 @@ def test_backend_streams_without_page_context_give_one_event_per_message(
     names = {e.data["event"] for (e,) in produced}
     expected = {"Purchase", "InitiateCheckout", "CompleteRegistration", "ViewContent", "AddToCart"}
     assert names == (expected if source == "web" else {"CompleteRegistration", "Lead"})
+
+
+def test_validate_and_the_engine_agree_on_what_match_first_means(tmp_path: Path) -> None:
+    m = mapping(
+        tmp_path,
+        """
+        - name: first
+          when: type == "track" and event == "E"
+          event: "{{ properties.kind }}"
+        - name: shadowed
+          when: type == "track" and event == "E"
+          event: Search
+        """,
+    )
+    # validate: the second rule can never fire, whatever the first one sends
+    assert any("'shadowed' can never fire" in p.message for p in m.problems)
+    # engine: a first rule whose event is refused at run time (reserved name) still decides
+    refused = m.map(message(properties={"kind": "Checkout"}))
+    assert refused.events == []
+    assert any("first" in w and "reserved" in w for w in refused.warnings)
+    assert [e.rule for e in m.map(message(properties={"kind": "Purchase"})).events] == ["first"]
