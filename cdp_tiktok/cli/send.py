@@ -239,15 +239,6 @@ def _coverage_table(summary: IntakeSummary) -> Table:
     return table
 
 
-def _phone_region_table(summary: IntakeSummary) -> Table:
-    table = Table(title="phone numbers without country code, read with the region from")
-    table.add_column("source")
-    table.add_column("numbers", justify="right")
-    for label, count in summary.phone_regions.most_common():
-        table.add_row(label, str(count))
-    return table
-
-
 def _problems_table(summary: IntakeSummary) -> Table:
     table = Table(title="mapping warnings and dropped match-key values")
     table.add_column("what")
@@ -259,11 +250,11 @@ def _problems_table(summary: IntakeSummary) -> Table:
     return table
 
 
-def _events_table(summary: IntakeSummary) -> Table:
-    table = Table(title="TikTok events")
-    table.add_column("event")
-    table.add_column("count", justify="right")
-    for name, count in summary.by_event.most_common():
+def _counts_table(title: str, columns: tuple[str, str], counts: Counter[str]) -> Table:
+    table = Table(title=title)
+    table.add_column(columns[0])
+    table.add_column(columns[1], justify="right")
+    for name, count in counts.most_common():
         table.add_row(name, str(count))
     return table
 
@@ -368,10 +359,11 @@ def send(
 
         out.print(_summary_table(summary, report, server))
         if summary.events:
-            out.print(_events_table(summary))
+            out.print(_counts_table("TikTok events", ("event", "count"), summary.by_event))
             out.print(_coverage_table(summary))
         if summary.phone_regions:
-            out.print(_phone_region_table(summary))
+            title = "phone numbers without country code, read with the region from"
+            out.print(_counts_table(title, ("source", "numbers"), summary.phone_regions))
         if summary.warnings or summary.dropped_keys:
             out.print(_problems_table(summary))
         seen = [*summary.warnings, *summary.dropped_keys]
