@@ -134,9 +134,12 @@ def test_runner_refused_warnings_dropped_and_envelope(runner: CaseRunner) -> Non
     accepted = runner.run(_case(input=PAYMENT, refused="/event"))
     assert "but it was accepted" in accepted.details[0]
     no_page = {k: v for k, v in PAYMENT.items() if k != "context"}
-    quiet = runner.run(_case(input=no_page, expected=[], warnings=("need page.url",)))
+    strict = {"require_page_url": True}
+    quiet = runner.run(
+        _case(input=no_page, settings=strict, expected=[], warnings=("need page.url",))
+    )
     assert quiet.status == "passed", quiet.details
-    silent = runner.run(_case(input=no_page, expected=[PAYMENT_EVENT]))
+    silent = runner.run(_case(input=no_page, settings=strict, expected=[PAYMENT_EVENT]))
     assert silent.details[0].startswith('f.yaml:3: /0: expected {"event": "AddPaymentInfo"')
     assert silent.details[0].endswith("got (absent)")
     assert (

@@ -32,16 +32,25 @@ def test_rules_inactive_for_the_source_are_checked_for_their_own() -> None:
     assert TARGETS["signed-in"].settings.app_id
     assert TARGETS["order-completed"].settings.event_source == "web"
     assert TARGETS["order-completed"].declared == Declared(
-        ["messageId"], ["timestamp", "originalTimestamp"]
+        ["properties.event_id", "properties.eventId", "messageId"],
+        ["timestamp", "originalTimestamp"],
     )
 
 
 def test_a_wrong_declared_default_is_reported() -> None:
     real = TARGETS["payment-info-entered"]
-    lying = RuleTarget(real.rule, real.settings, real.mapping, Declared(["anonymousId"], None))
-    result = check_rule(lying, max_examples=30)
+    # one lie at a time: the first failing example reports the lie it exposes
+    wrong_id = Declared(["anonymousId"], real.declared.event_time)
+    result = check_rule(
+        RuleTarget(real.rule, real.settings, real.mapping, wrong_id), max_examples=30
+    )
     assert result.failed
     assert any("event_id: declared anonymousId gives" in d for d in result.details), result.details
+    no_time = Declared(real.declared.event_id, None)
+    result = check_rule(
+        RuleTarget(real.rule, real.settings, real.mapping, no_time), max_examples=30
+    )
+    assert result.failed
     assert any("event_time: the rule removes it" in d for d in result.details)
 
 

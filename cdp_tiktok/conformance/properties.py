@@ -1,7 +1,7 @@
 """Property checks, one per rule: hypothesis-generated messages that reach the rule.
 
 For every rule, messages are drawn from :func:`cdp_tiktok.testing.strategies.messages_for`
-with the rule's trigger index (its types and events), for the rule's event source (its
+with the rule's trigger index (its types, events and name keys), for the rule's event source (its
 own when it is not active for the configured one), so the rule really fires; the check
 reports how many examples fired it. For every example it checks:
 
@@ -243,7 +243,7 @@ def check_rule(
     started = time.perf_counter()
     counts = {"examples": 0, "fired": 0}
     last: dict[str, Any] = {}
-    strategy = messages_for(rule.trigger.types, rule.trigger.events)
+    strategy = messages_for(rule.trigger.types, rule.trigger.events, rule.trigger.event_keys)
     if target.settings.event_source == "web":
         strategy = st.tuples(strategy, st.integers(0, 3)).map(_with_page)
 

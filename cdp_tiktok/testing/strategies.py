@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from cdp_tiktok.messages import MESSAGE_TYPES
+from cdp_tiktok.tiktok.catalog import name_key
 
 __all__ = [
     "ECOMMERCE_EVENTS",
@@ -70,6 +71,10 @@ _OTHER_EVENTS = (
     "Application Opened",
     "Form Submitted",
     "Video Played",
+    # tracks already named as TikTok events, as some sites send them
+    "ViewContent",
+    "complete_payment",
+    "Subscribe",
 )
 
 _ALNUM = string.ascii_letters + string.digits
@@ -473,15 +478,24 @@ def _ecommerce_event(event: str) -> SearchStrategy[Message]:
 
 
 def messages_for(
-    types: Collection[str] | None = None, events: Collection[str] | None = None
+    types: Collection[str] | None = None,
+    events: Collection[str] | None = None,
+    event_keys: Collection[str] | None = None,
 ) -> SearchStrategy[Message]:
-    """Valid messages a rule's trigger index admits (see ``Trigger.types``/``events``).
+    """Valid messages a rule's trigger index admits (see ``Trigger.types``/``events``/
+    ``event_keys``).
 
-    ``types``/``events`` ``None`` means any. Track events of the e-commerce spec are
-    drawn both with realistic properties and with free-form ones. A rule indexed on its
-    type and event is reached by every message drawn (used by the conformance suite).
+    ``types``/``events``/``event_keys`` ``None`` means any. Track events of the
+    e-commerce spec are drawn both with realistic properties and with free-form ones;
+    names given by ``event_keys`` (``event is named``) in any case and separators. A rule
+    indexed on its type and event is reached by every message drawn (used by the
+    conformance suite).
     """
     kinds = sorted(set(types) & set(MESSAGE_TYPES)) if types is not None else None
+    if events is None and event_keys and (kinds is None or "track" in kinds):
+        known = [n for n in (*ECOMMERCE_EVENTS, *_OTHER_EVENTS) if name_key(n) in event_keys]
+        covered = {name_key(n) for n in known}
+        return track_messages_named(known + sorted(set(event_keys) - covered))
     if events is None or (kinds is not None and "track" not in kinds):
         return valid_messages(kinds if kinds else MESSAGE_TYPES)
     names = sorted(events)
