@@ -61,7 +61,8 @@ def test_three_workers_survive_sigkill_faults_and_terminated_sessions(tmp_path: 
                 with psycopg.connect(url, autocommit=True) as admin:
                     admin.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE application_name = 'cdp_tiktok' AND pid <> pg_backend_pid()"
+                        " WHERE application_name = 'cdp_tiktok' AND datname = current_database()"
+                        " AND pid <> pg_backend_pid()"
                     )
                 until(
                     lambda: box.stats().delivered + box.stats().dead >= EVENTS,
