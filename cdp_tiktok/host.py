@@ -219,8 +219,13 @@ class Host:
         for plugin_name, function in self._each_impl("cdp_register_destinations"):
 
             def register(destination: Destination, _plugin: str = plugin_name) -> None:
+                if destination.name in found:
+                    raise PluginError(
+                        f"destination {destination.name!r} registered twice (by {_plugin!r})"
+                    )
                 for key in destination.integration_keys():
-                    if key in owners:
+                    # One plugin's destinations may share an alias (``TikTok`` for all).
+                    if key in owners and (owners[key] != _plugin or key == destination.name):
                         raise PluginError(
                             f"destination key {key!r} registered by both {owners[key]!r} "
                             f"and {_plugin!r}"

@@ -96,6 +96,8 @@ class TikTokSettings:
     max_attempts: int = 12
     max_message_bytes: int = 1_048_576  # one input line/value; Segment's batch limit is 500 KB
     dedup_window_hours: float = 48.0
+    destinations: tuple[Any, ...] = ()
+    """The settings file's ``destinations:`` list (:mod:`cdp_tiktok.destinations`)."""
 
     def validate(self, *, need_credentials: bool = True) -> TikTokSettings:
         """Check the settings together; raise :class:`SettingsError` naming the field."""
@@ -128,6 +130,10 @@ class TikTokSettings:
 
 _ALIASES = {"pixel_code": "event_source_id"}
 _FIELDS = {f.name: f for f in dataclasses.fields(TikTokSettings)}
+FILE_ONLY = frozenset({"destinations"})
+"""Fields set only by the settings file (no environment variable, no flag)."""
+SECTIONS_READ_ELSEWHERE = frozenset({"write_keys", "intake"})
+"""Settings-file sections of ``serve``'s intake, read by :mod:`cdp_tiktok.ingest.config`."""
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -180,11 +186,18 @@ def load_settings(
             raise SettingsError(f"{file}: settings must be a mapping of names to values")
         for key, value in loaded.items():
             name = _ALIASES.get(key, key)
+            if key in SECTIONS_READ_ELSEWHERE:
+                continue
+            if name == "destinations":
+                from cdp_tiktok.destinations import parse_destinations
+
+                values[name] = parse_destinations(value, file, text)
+                continue
             if name not in _FIELDS:
                 raise SettingsError(f"{file}: unknown setting {key!r}")
             values[name] = _coerce(name, value, str(file))
     environ = os.environ if env is None else env
-    for name in _FIELDS:
+    for name in _FIELDS.keys() - FILE_ONLY:
         for key in {name, *(k for k, v in _ALIASES.items() if v == name)}:
             var = f"CDP_TIKTOK_{key.upper()}"
             if var in environ and environ[var] != "":
@@ -193,7 +206,7 @@ def load_settings(
         if value is None:
             continue
         name = _ALIASES.get(key, key)
-        if name not in _FIELDS:
+        if name not in _FIELDS or name in FILE_ONLY:
             raise SettingsError(f"unknown setting {key!r}")
         values[name] = _coerce(name, value, f"--{key.replace('_', '-')}")
     return TikTokSettings(**values)

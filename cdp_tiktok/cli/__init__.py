@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "identity": "cdp_tiktok.cli.identity:identity",
     "sandbox": "cdp_tiktok.cli.sandbox:sandbox",
     "send": "cdp_tiktok.cli.send:send",
+    "serve": "cdp_tiktok.cli.serve:serve",
     "dlq": "cdp_tiktok.cli.dlq:dlq",
     "conformance": "cdp_tiktok.cli.conformance:conformance",
     "init": "cdp_tiktok.cli.init:init",

@@ -64,7 +64,17 @@ class TikTokPlugin:
 
     @hookimpl(trylast=True)
     def cdp_register_destinations(self, register: Callable[[Destination], None]) -> None:
-        """Register the ``TikTok`` destination (alias ``TikTok Conversions``)."""
+        """Register the ``TikTok`` destination (alias ``TikTok Conversions``), or, with a
+        ``destinations:`` list in the settings, one destination per entry, each also
+        addressed by ``TikTok`` and ``TikTok Conversions``."""
+        if self.settings.destinations:
+            from cdp_tiktok.destinations import SHARED_KEYS, destination_settings
+
+            for name, settings in destination_settings(self.settings).items():
+                register(
+                    Destination(name, plugin=PLUGIN_NAME, settings=settings, aliases=SHARED_KEYS)
+                )
+            return
         register(
             Destination(
                 DESTINATION_NAME,
