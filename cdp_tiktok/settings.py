@@ -96,6 +96,8 @@ class TikTokSettings:
     max_attempts: int = 12
     max_message_bytes: int = 1_048_576  # one input line/value; Segment's batch limit is 500 KB
     dedup_window_hours: float = 48.0
+    lease_seconds: float = 60.0
+    """How long a worker holds claimed records; after a crash they wait this long."""
     destinations: tuple[Any, ...] = ()
     """The settings file's ``destinations:`` list (:mod:`cdp_tiktok.destinations`)."""
 
@@ -125,6 +127,8 @@ class TikTokSettings:
             raise SettingsError("concurrency: must be at least 1")
         if not 0 <= self.dedup_window_hours <= 168:
             raise SettingsError("dedup_window_hours: must be between 0 and 168 (7 days)")
+        if self.lease_seconds <= self.timeout_seconds:
+            raise SettingsError("lease_seconds: must be longer than timeout_seconds")
         return self
 
 

@@ -175,6 +175,11 @@ def serve(
         )
 
         class _Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                super().handle_exit(sig, frame)
+                # SIGTERM/SIGINT ask for a graceful stop: exit 0 after it, not re-raised.
+                self._captured_signals.clear()
+
             async def startup(self, sockets: list[socket.socket] | None = None) -> None:
                 await super().startup(sockets=sockets)
                 if not self.should_exit:

@@ -110,6 +110,7 @@ def start_embedded_worker(
 
         classify = default_classify
     counted = counting_classifier(classify, metrics)
+    lease = max((s.lease_seconds for s in destinations.values()), default=60.0)
 
     def deliver() -> None:
         while not stop.is_set():
@@ -122,6 +123,7 @@ def start_embedded_worker(
                         encode=encode,
                         classify=counted,
                         transport=TimedTransport(metrics),
+                        lease_seconds=lease,
                     ).run(drain=False, stop=stop, on_progress=_ProgressCounter(metrics))
                 finally:
                     outbox.close()
