@@ -310,10 +310,11 @@ def send(
             outbox=outbox_url or SANDBOX_OUTBOX,
             identity=identity_url or SANDBOX_IDENTITY,
         )
+    from cdp_tiktok.destinations import check_destinations
     from cdp_tiktok.settings import SettingsError
 
     try:
-        settings.validate(need_credentials=not (dry_run or sandbox))
+        check_destinations(settings, need_credentials=not (dry_run or sandbox))
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -379,7 +380,7 @@ def send(
         for destination, count in summary.undeliverable.items():
             err.print(
                 f"[yellow]warning[/yellow]: {count} events for destination {destination!r} were "
-                "not enqueued: send has delivery settings only for the TikTok destination."
+                "not enqueued: send has delivery settings only for the TikTok destinations."
             )
         if dry_run:
             out.print("dry run: nothing was enqueued or sent.")

@@ -1,0 +1,259 @@
+"""Benchmark: messages per second the intake accepts durably on ``/v1/batch``.
+
+Starts, as separate processes on loopback:
+
+* the baseline: a bare starlette handler (served by uvicorn the same way) that only
+  reads the body, parses its JSON and answers ``{"success": true}``;
+* ``cdp-tiktok serve --no-worker`` (intake only) on a fresh SQLite outbox;
+* ``cdp-tiktok serve`` with its embedded worker, delivering to a sandbox process
+  (``python -m cdp_tiktok.sandbox``).
+
+Then, in interleaved rounds, a client process (``--concurrency`` threads, one
+``httpx.Client`` each, bodies encoded before timing) posts ``--messages`` realistic
+track messages in batches of ``--batch`` (100, what analytics-python sends) to each
+server, and reports messages/s accepted (HTTP 200) and the cost per message relative to
+the baseline (the ratio), as the median over ``--rounds``. "Accepted" for the intake
+means validated, mapped, hashed and committed to the outbox (WAL, synchronous=FULL).
+
+Goal (issue 11): >= 20,000 messages/s with the worker off, on a 2-core machine.
+
+Run: ``python benchmarks/bench_intake.py [--messages N] [--rounds R] [--concurrency C]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+GOAL_MESSAGES_PER_SECOND = 20_000
+WRITE_KEY = "bench-write-key"
+BANNER = re.compile(r"listening on (http://\S+)")
+
+
+# --- the baseline server -------------------------------------------------------------------
+
+
+def baseline_server() -> None:
+    """A bare starlette app: read, parse JSON, answer success. Prints its URL."""
+    import socket
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def batch(request: Request) -> JSONResponse:
+        json.loads(await request.body())
+        return JSONResponse({"success": True})
+
+    app = Starlette(routes=[Route("/v1/batch", batch, methods=["POST"])])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+# --- the client process --------------------------------------------------------------------
+
+
+def message(index: int, run: str) -> dict[str, Any]:
+    """A realistic analytics-python track call (~700 bytes as JSON)."""
+    return {
+        "type": "track",
+        "event": "Order Completed" if index % 4 == 0 else "Product Added",
+        "userId": f"user-{index % 5000}",
+        "anonymousId": f"anon-{index % 7000:08d}-3b1c-4a2e-9f1e-3c1d2e4f5a6b",
+        "messageId": f"{run}-{index}",
+        "timestamp": "2026-12-01T10:00:00.000Z",
+        "properties": {
+            "order_id": f"o-{index}",
+            "product_id": f"sku-{index % 300}",
+            "price": 19.99,
+            "quantity": 1 + index % 3,
+            "revenue": 19.99,
+            "currency": "USD",
+        },
+        "context": {
+            "ip": f"203.0.113.{index % 250}",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0",
+            "page": {"url": f"https://shop.example/p/{index % 300}", "title": "Shop"},
+            "traits": {"email": f"user{index % 5000}@example.com"},
+            "library": {"name": "analytics-python", "version": "2.3.3"},
+        },
+        "integrations": {},
+    }
+
+
+def client(url: str, messages: int, batch: int, concurrency: int, run: str) -> None:
+    """Post ``messages`` in batches from ``concurrency`` threads; print a JSON result."""
+    import httpx
+
+    bodies = [
+        json.dumps(
+            {"batch": [message(i, run) for i in range(start, min(start + batch, messages))]}
+        ).encode()
+        for start in range(0, messages, batch)
+    ]
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
+        "Content-Type": "application/json",
+    }
+    lock = threading.Lock()
+    queue = list(reversed(bodies))
+    accepted = [0]
+    refused: dict[int, int] = {}
+
+    def work() -> None:
+        with httpx.Client(timeout=60) as http:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                answer = http.post(url + "/v1/batch", content=body, headers=headers)
+                with lock:
+                    if answer.status_code == 200:
+                        accepted[0] += batch
+                    else:
+                        refused[answer.status_code] = refused.get(answer.status_code, 0) + 1
+
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "accepted": accepted[0], "refused": refused}))
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start ``command``; yield the URL from its ``listening on`` line; stop it."""
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert process.stderr is not None
+    url = None
+    for line in process.stderr:
+        found = BANNER.search(line)
+        if found:
+            url = found.group(1)
+            break
+    if url is None:
+        raise SystemExit(f"server did not start: {command}")
+    threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def sandbox_process() -> Any:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdp_tiktok.sandbox", "--port", "0", "--memory-limit", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def measure(url: str, args: argparse.Namespace, run: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, __file__, "--client", url, "--messages", str(args.messages),
+         "--batch", str(args.batch), "--concurrency", str(args.concurrency), "--run", run],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def serve_command(tmp: Path, name: str, endpoint: str | None) -> list[str]:
+    command = [
+        sys.executable, "-m", "cdp_tiktok", "serve", "--port", "0",
+        "--write-key", f"bench={WRITE_KEY}", "--log-level", "warning",
+        "--outbox", f"sqlite:///{tmp / (name + '-outbox.db')}",
+        "--identity", f"sqlite:///{tmp / (name + '-identity.db')}",
+        "--pixel-code", "CBENCHPIXEL000000001", "--access-token", "sandbox-token",
+    ]  # fmt: skip
+    if endpoint is None:
+        return [*command, "--no-worker"]
+    return [*command, "--endpoint", endpoint]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--run", default="r", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        baseline_server()
+        return
+    if args.client:
+        client(args.client, args.messages, args.batch, args.concurrency, args.run)
+        return
+
+    env = {**os.environ, "CDP_TIKTOK_DEFAULT_PAGE_URL": "https://shop.example/"}
+    results: dict[str, list[float]] = {"baseline": [], "worker off": [], "worker on": []}
+    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        sandbox, sandbox_url = sandbox_process()
+        stack.callback(sandbox.wait, 30)
+        stack.callback(sandbox.terminate)
+        urls = {
+            "baseline": stack.enter_context(
+                server([sys.executable, __file__, "--baseline-server"])
+            ),
+            "worker off": stack.enter_context(server(serve_command(tmp, "off", None), env)),
+            "worker on": stack.enter_context(server(serve_command(tmp, "on", sandbox_url), env)),
+        }
+        for round_number in range(args.rounds):
+            for name, url in urls.items():
+                found = measure(url, args, f"{name[:4]}{round_number}")
+                if found["refused"]:
+                    print(f"  {name}: refused requests {found['refused']}", file=sys.stderr)
+                rate = found["accepted"] / found["seconds"]
+                results[name].append(rate)
+                print(f"round {round_number + 1} {name:>10}: {rate:10,.0f} messages/s")
+    medians = {name: statistics.median(rates) for name, rates in results.items()}
+    print()
+    print(f"messages: {args.messages} per round, batches of {args.batch}, "
+          f"{args.concurrency} concurrent clients, {args.rounds} rounds (median)")  # fmt: skip
+    for name, rate in medians.items():
+        ratio = medians["baseline"] / rate if rate else float("inf")
+        print(f"{name:>10}: {rate:10,.0f} messages/s  cost per message {ratio:5.2f}x baseline")
+    goal = medians["worker off"] >= GOAL_MESSAGES_PER_SECOND
+    print(
+        f"goal >= {GOAL_MESSAGES_PER_SECOND:,} messages/s with the worker off: "
+        f"{'met' if goal else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
