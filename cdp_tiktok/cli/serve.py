@@ -14,11 +14,10 @@ from typing import Any
 import click
 
 from cdp_tiktok.cli.options import setting_options, settings_from_options
+from cdp_tiktok.cli.send import SANDBOX_IDENTITY, SANDBOX_OUTBOX
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_PORT = 8088
-SANDBOX_OUTBOX = "sqlite:///cdp_tiktok_sandbox_outbox.db"
-SANDBOX_IDENTITY = "sqlite:///cdp_tiktok_sandbox_identity.db"
 
 
 def _listen(host: str, port: int) -> socket.socket:
