@@ -101,6 +101,31 @@ def test_python_client_identify_track_page_and_a_batch_of_500(tmp_path: Path) ->
     assert {first(event["user"]["external_id"]) for event in added} == expected
 
 
+def test_python_client_with_gzip(tmp_path: Path) -> None:
+    from segment.analytics import Client
+
+    with SandboxServer(access_token=SANDBOX_ACCESS_TOKEN) as sandbox:
+        settings = service_settings(tmp_path, sandbox.url)
+        with running_intake(settings) as intake:
+            errors: list[Any] = []
+            client = Client(
+                write_key=WRITE_KEY,
+                host=intake.url,
+                gzip=True,
+                on_error=lambda error, batch: errors.append(error),
+                max_retries=1,
+            )
+            for index in range(3):
+                client.track(f"gz-{index}", "Product Added", {"price": 1, "currency": "USD"})
+            client.flush()
+            client.shutdown()
+            assert errors == []
+            events = wait_for_events(sandbox, 3)
+    assert sorted(first(e["user"]["external_id"]) for e in events) == sorted(
+        sha256(f"gz-{index}") for index in range(3)
+    )
+
+
 def _node_prefix() -> Path:
     return Path(os.environ.get(NODE_PREFIX_ENV) or Path.home() / ".cache" / "cdp_tiktok" / "node")
 

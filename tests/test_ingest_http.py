@@ -251,3 +251,16 @@ def test_metrics_parse_and_match_what_was_sent(tmp_path: Path) -> None:
     assert samples[("cdp_tiktok_delivery_batch_events_sum", ())] == 7
     assert samples[("cdp_tiktok_delivery_request_seconds_count", ())] >= 1
     assert samples[("cdp_tiktok_outbox_records", (("state", "pending"),))] == 0
+
+
+def test_too_many_waiting_requests_answers_503_and_counts_it(tmp_path: Path) -> None:
+    settings = service_settings(tmp_path, NOWHERE)
+    # No room at all in the pipeline's queue: every request is refused before it waits.
+    limits = IntakeLimits(max_waiting_requests=0)
+    with running_intake(settings, worker=False, limits=limits) as intake:
+        answer = post(intake.url + "/v1/batch", {"batch": [purchase("a"), purchase("b")]})
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        samples = _samples(httpx.get(intake.url + "/metrics").text)
+        assert samples[("cdp_tiktok_intake_messages_refused_total", (("reason", "backlog"),))] == 2
+        assert intake.outbox_count() == 0
