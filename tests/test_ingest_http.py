@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,33 @@ def test_too_many_waiting_requests_answers_503_and_counts_it(tmp_path: Path) -> 
         samples = _samples(httpx.get(intake.url + "/metrics").text)
         assert samples[("cdp_tiktok_intake_messages_refused_total", (("reason", "backlog"),))] == 2
         assert intake.outbox_count() == 0
+
+
+def test_received_at_is_stamped_and_corrects_device_clock_skew(intake: Any) -> None:
+    # The device clock is years behind, but the call was sent 10 minutes after it happened.
+    late = purchase("skew", originalTimestamp="2020-01-01T00:00:00Z", sentAt="2020-01-01T00:10:00Z")
+    del late["messageId"]
+    assert post(intake.url + "/v1/track", late).status_code == 200
+    outbox = open_outbox(intake.settings.outbox)
+    try:
+        (record,) = outbox.claim("test", 10, 60)
+    finally:
+        outbox.close()
+    assert abs(record.data["event_time"] - (time.time() - 600)) < 120
+
+
+def test_request_log_lines_carry_no_key_and_no_body(
+    intake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cdp_tiktok.ingest")
+    secret_email = "very.private@example.com"
+    body = purchase("log", context={"traits": {"email": secret_email}, "page": {"url": PAGE_URL}})
+    assert post(intake.url + "/v1/track", body).status_code == 200
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"guessed-key:").decode()}
+    assert post(intake.url + "/v1/track", body, wrong).status_code == 401
+    lines = [r.getMessage() for r in caplog.records if r.name == "cdp_tiktok.ingest.access"]
+    assert len(lines) == 2
+    assert "status=200" in lines[0] and "messages=1" in lines[0] and "source=web" in lines[0]
+    assert "status=401" in lines[1] and "source=-" in lines[1]
+    text = caplog.text
+    assert WRITE_KEY not in text and "guessed-key" not in text and secret_email not in text
