@@ -167,6 +167,19 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         raise SettingsError(f"{name} (from {source}): {exc}") from None
 
 
+def read_settings_file(file: Path) -> tuple[str, Any]:
+    """The text of a settings file and its parsed value (JSON for ``.json``, else YAML).
+
+    Raises :class:`SettingsError` naming the file when it does not parse.
+    """
+    text = file.read_text(encoding="utf-8")
+    try:
+        loaded = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{file}: not valid settings: {exc}") from None
+    return text, loaded
+
+
 def load_settings(
     *,
     file: Path | None = None,
@@ -181,11 +194,7 @@ def load_settings(
     """
     values: dict[str, Any] = {}
     if file is not None:
-        text = file.read_text(encoding="utf-8")
-        try:
-            loaded = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise SettingsError(f"{file}: not valid settings: {exc}") from None
+        text, loaded = read_settings_file(file)
         if not isinstance(loaded, dict):
             raise SettingsError(f"{file}: settings must be a mapping of names to values")
         for key, value in loaded.items():

@@ -53,20 +53,26 @@ def by_user(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def test_python_client_identify_track_page_and_a_batch_of_500(tmp_path: Path) -> None:
+def python_client(url: str, errors: list[Any], **options: Any) -> Any:
+    """The official analytics-python client pointed at ``url``; errors are collected."""
     from segment.analytics import Client
 
+    return Client(
+        write_key=WRITE_KEY,
+        host=url,
+        on_error=lambda error, batch: errors.append(error),
+        max_retries=2,
+        upload_interval=0.05,
+        **options,
+    )
+
+
+def test_python_client_identify_track_page_and_a_batch_of_500(tmp_path: Path) -> None:
     with SandboxServer(access_token=SANDBOX_ACCESS_TOKEN) as sandbox:
         settings = service_settings(tmp_path, sandbox.url)
         with running_intake(settings) as intake:
             errors: list[Any] = []
-            client = Client(
-                write_key=WRITE_KEY,
-                host=intake.url,
-                on_error=lambda error, batch: errors.append(error),
-                max_retries=2,
-                upload_interval=0.05,
-            )
+            client = python_client(intake.url, errors)
             client.identify("user-1", {"email": EMAIL, "phone": PHONE})
             client.flush()  # identify first: its keys must be known when the track is mapped
             client.track(
@@ -102,19 +108,11 @@ def test_python_client_identify_track_page_and_a_batch_of_500(tmp_path: Path) ->
 
 
 def test_python_client_with_gzip(tmp_path: Path) -> None:
-    from segment.analytics import Client
-
     with SandboxServer(access_token=SANDBOX_ACCESS_TOKEN) as sandbox:
         settings = service_settings(tmp_path, sandbox.url)
         with running_intake(settings) as intake:
             errors: list[Any] = []
-            client = Client(
-                write_key=WRITE_KEY,
-                host=intake.url,
-                gzip=True,
-                on_error=lambda error, batch: errors.append(error),
-                max_retries=1,
-            )
+            client = python_client(intake.url, errors, gzip=True)
             for index in range(3):
                 client.track(f"gz-{index}", "Product Added", {"price": 1, "currency": "USD"})
             client.flush()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from cdp_tiktok.settings import EVENT_SOURCES, SettingsError, TikTokSettings, load_settings
+from cdp_tiktok.settings import (
+    EVENT_SOURCES,
+    SANDBOX_ACCESS_TOKEN,
+    SANDBOX_PIXEL_CODE,
+    Secret,
+    SettingsError,
+    TikTokSettings,
+    load_settings,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,3 +106,18 @@ def settings_from_options(options: dict[str, Any], **extra: Any) -> TikTokSettin
         return load_settings(file=options.get("settings_file"), overrides=overrides)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def sandbox_settings(
+    settings: TikTokSettings, *, outbox: str | None, identity: str | None
+) -> TikTokSettings:
+    """``settings`` for ``--sandbox``: the sandbox token, the sandbox pixel code unless one
+    was given, and stores kept apart from production ones unless ``outbox``/``identity``
+    were given explicitly. The endpoint is set once the sandbox listens."""
+    return dataclasses.replace(
+        settings,
+        access_token=Secret(SANDBOX_ACCESS_TOKEN),
+        event_source_id=settings.event_source_id or SANDBOX_PIXEL_CODE,
+        outbox=outbox or SANDBOX_OUTBOX,
+        identity=identity or SANDBOX_IDENTITY,
+    )

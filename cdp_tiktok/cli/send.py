@@ -18,15 +18,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cdp_tiktok.cli.options import (
-    SANDBOX_IDENTITY,
-    SANDBOX_OUTBOX,
+    sandbox_settings,
     setting_options,
     settings_from_options,
     where,
 )
 from cdp_tiktok.delivery.destinations import delivery_settings
 from cdp_tiktok.events import MapResult, OutgoingEvent
-from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE, Secret, TikTokSettings
+from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, TikTokSettings
 
 ENQUEUE_CHUNK = 1000
 ENQUEUE_LINGER = 0.2
@@ -303,13 +302,7 @@ def send(
     extra: dict[str, Any] = {"outbox": outbox_url, "endpoint": endpoint, "identity": identity_url}
     settings = settings_from_options(options, **extra)
     if sandbox:
-        settings = replace(
-            settings,
-            access_token=Secret(SANDBOX_ACCESS_TOKEN),
-            event_source_id=settings.event_source_id or SANDBOX_PIXEL_CODE,
-            outbox=outbox_url or SANDBOX_OUTBOX,
-            identity=identity_url or SANDBOX_IDENTITY,
-        )
+        settings = sandbox_settings(settings, outbox=outbox_url, identity=identity_url)
     from cdp_tiktok.destinations import check_destinations
     from cdp_tiktok.settings import SettingsError
 

@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 
-from cdp_tiktok.cli.options import setting_options, settings_from_options
-from cdp_tiktok.cli.send import SANDBOX_IDENTITY, SANDBOX_OUTBOX
+from cdp_tiktok.cli.options import sandbox_settings, setting_options, settings_from_options
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_PORT = 8088
@@ -105,7 +104,7 @@ def serve(
     """
     from cdp_tiktok.destinations import check_destinations, destination_settings
     from cdp_tiktok.ingest.config import load_intake_config
-    from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE, Secret, SettingsError
+    from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, Secret, SettingsError
 
     extra = {"outbox": outbox_url, "endpoint": endpoint, "identity": identity_url}
     settings = settings_from_options(options, **extra)
@@ -129,13 +128,7 @@ def serve(
         )
     token = Secret(SANDBOX_ACCESS_TOKEN) if sandbox else None
     if sandbox:
-        settings = dataclasses.replace(
-            settings,
-            access_token=Secret(SANDBOX_ACCESS_TOKEN),
-            event_source_id=settings.event_source_id or SANDBOX_PIXEL_CODE,
-            outbox=outbox_url or SANDBOX_OUTBOX,
-            identity=identity_url or SANDBOX_IDENTITY,
-        )
+        settings = sandbox_settings(settings, outbox=outbox_url, identity=identity_url)
     try:
         check_destinations(settings, need_credentials=not (sandbox or no_worker))
     except SettingsError as exc:

@@ -9,17 +9,14 @@ Read from the settings file's ``write_keys`` and ``intake`` sections, the
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cdp_tiktok.ingest.auth import WriteKeys
-from cdp_tiktok.settings import SettingsError
+from cdp_tiktok.settings import SettingsError, read_settings_file
 from cdp_tiktok.yamlpos import located
 
 WRITE_KEYS_ENV = "CDP_TIKTOK_WRITE_KEYS"
@@ -65,11 +62,7 @@ def _named(keys: Iterable[str], into: dict[str, str], origin: str) -> None:
 
 
 def _from_file(file: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    text = file.read_text(encoding="utf-8")
-    try:
-        loaded = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{file}: not valid settings: {exc}") from None
+    text, loaded = read_settings_file(file)
     if not isinstance(loaded, dict):
         return {}, {}
     keys: dict[str, str] = {}
