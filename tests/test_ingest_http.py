@@ -295,3 +295,29 @@ def test_request_log_lines_carry_no_key_and_no_body(
     assert "status=401" in lines[1] and "source=-" in lines[1]
     text = caplog.text
     assert WRITE_KEY not in text and "guessed-key" not in text and secret_email not in text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code", "words"),
+    [
+        ("/v1/track", b"", "malformed_json", "line 1 column 1"),
+        ("/v1/track", b"[]", "invalid_message", "must be a JSON object, got array"),
+        ("/v1/track", b"null", "invalid_message", "must be a JSON object, got null"),
+        ("/v1/track", b'{"event": "x"', "malformed_json", "line 1 column"),
+        ("/v1/track", b'{"event": "\xff"}', "malformed_json", "not UTF-8"),
+        ("/v1/track", b"[" * 20_000 + b"]" * 20_000, "too_large", "larger than"),
+        ("/v1/batch", b"[" * 100_000 + b"]" * 100_000, "malformed_json", "nested too deeply"),
+        ("/v1/batch", b'{"batch": null}', "invalid_batch", "/batch"),
+        ("/v1/batch", b'"batch"', "invalid_batch", "object"),
+        ("/v1/batch", b'{"batch": [null]}', "invalid_messages", "must be a JSON object"),
+        ("/v1/identify", b'{"traits": {}}', "invalid_message", "userId"),
+    ],
+)
+def test_odd_bodies_are_refused_with_a_reason(
+    intake: Any, path: str, body: bytes, code: str, words: str
+) -> None:
+    answer = post(intake.url + path, body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == code
+    assert words in answer.text
+    assert intake.outbox_count() == 0

@@ -78,6 +78,8 @@ def parse_json(data: bytes) -> Any:
         return json.loads(data)
     except UnicodeDecodeError:
         raise Refusal(400, "malformed_json", "the body is not UTF-8 text") from None
+    except RecursionError:
+        raise Refusal(400, "malformed_json", "the JSON is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise Refusal(
             400,
