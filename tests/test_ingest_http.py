@@ -307,6 +307,7 @@ def test_request_log_lines_carry_no_key_and_no_body(
         ("/v1/track", b'{"event": "\xff"}', "malformed_json", "not UTF-8"),
         ("/v1/track", b"[" * 20_000 + b"]" * 20_000, "too_large", "larger than"),
         ("/v1/batch", b"[" * 100_000 + b"]" * 100_000, "malformed_json", "nested too deeply"),
+        ("/v1/track", b'{"event": "x", "properties": {"v": NaN}}', "malformed_json", "NaN"),
         ("/v1/batch", b'{"batch": null}', "invalid_batch", "/batch"),
         ("/v1/batch", b'"batch"', "invalid_batch", "object"),
         ("/v1/batch", b'{"batch": [null]}', "invalid_messages", "must be a JSON object"),

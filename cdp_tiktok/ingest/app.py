@@ -34,7 +34,10 @@ from cdp_tiktok.messages import MessageError, expand_batch
 
 access_log = logging.getLogger("cdp_tiktok.ingest.access")
 
-UNAUTHORIZED = Refusal(401, "unauthorized", "a valid write key is required")
+
+def _unauthorized() -> Refusal:
+    # A new exception each time: re-raising one shared instance would grow its traceback.
+    return Refusal(401, "unauthorized", "a valid write key is required")
 
 
 @dataclass
@@ -145,13 +148,13 @@ async def _ingest(service: IntakeService, endpoint: Endpoint, request: Request) 
             body = parse_json(data)
         except Refusal:
             if source is None:
-                raise UNAUTHORIZED from None
+                raise _unauthorized() from None
             raise
         if source is None:
             given = body.get("writeKey") if isinstance(body, dict) else None
             source = keys.source(given if isinstance(given, str) else None)
             if source is None:
-                raise UNAUTHORIZED
+                raise _unauthorized()
         items = _items(body, endpoint, limits.max_batch_messages)
         count = len(items)
         result = await service.run(items, endpoint.kind, source, size)

@@ -72,14 +72,21 @@ def decompress(raw: bytes, encoding: str | None, limit: int) -> bytes:
     return data
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(data: bytes) -> Any:
-    """The JSON value of ``data``; a refusal says where the JSON breaks (never what)."""
+    """The JSON value of ``data`` (strict: no ``NaN`` or ``Infinity``); a refusal says
+    where the JSON breaks (never what)."""
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_not_json)
     except UnicodeDecodeError:
         raise Refusal(400, "malformed_json", "the body is not UTF-8 text") from None
     except RecursionError:
         raise Refusal(400, "malformed_json", "the JSON is nested too deeply") from None
+    except ValueError as exc:  # NaN, Infinity
+        raise Refusal(400, "malformed_json", f"malformed JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise Refusal(
             400,

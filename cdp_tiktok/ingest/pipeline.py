@@ -172,24 +172,46 @@ class Pipeline:
                 job.result = JobResult(
                     refusal=Refusal(500, "internal_error", "the messages could not be mapped")
                 )
-        events = [event for job in group if job.result.refusal is None for event in job.events]
-        if events:
-            try:
-                self._outbox.enqueue(events)
-            except Exception as exc:  # store down or full: nothing of the group was stored
-                log.error("outbox enqueue failed: %s", type(exc).__name__)
-                refusal = Refusal(
-                    503,
-                    "store_unavailable",
-                    "the outbox cannot store messages now; retry later",
-                    retry_after=STORE_RETRY_AFTER,
-                )
-                for job in group:
-                    if job.result.refusal is None:
-                        job.result = JobResult(refusal=refusal)
+        mapped = [job for job in group if job.result.refusal is None]
+        try:
+            self._enqueue(mapped)
+        except (ValueError, TypeError):
+            # An event that is not JSON (a plugin bug) rolled the group back: commit job by
+            # job so that one request cannot keep the others out.
+            for job in mapped:
+                try:
+                    self._enqueue([job])
+                except (ValueError, TypeError) as exc:
+                    log.error("events not storable: %s", type(exc).__name__)
+                    job.result = JobResult(
+                        refusal=Refusal(500, "internal_error", "the events could not be stored")
+                    )
+                except Exception as exc:
+                    self._store_failed(mapped, exc)
+                    break
+        except Exception as exc:  # store down or full: nothing of the group was stored
+            self._store_failed(mapped, exc)
         for job in group:
             self._account(job)
             job.done(job.result)
+
+    def _enqueue(self, jobs: list[Job]) -> None:
+        events = [event for job in jobs for event in job.events]
+        if events:
+            self._outbox.enqueue(events)
+
+    @staticmethod
+    def _store_failed(jobs: list[Job], exc: Exception) -> None:
+        log.error("outbox enqueue failed: %s", type(exc).__name__)
+        refusal = Refusal(
+            503,
+            "store_unavailable",
+            "the outbox cannot store messages now; retry later",
+            retry_after=STORE_RETRY_AFTER,
+        )
+        for job in jobs:
+            if job.result.refusal is None:
+                job.result = JobResult(refusal=refusal)
 
     def _backlog(self) -> Refusal | None:
         now = time.monotonic()
