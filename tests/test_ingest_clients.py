@@ -179,8 +179,9 @@ def test_node_client_track(tmp_path: Path) -> None:
         prefix is not None, f"{NODE_PACKAGE} is not installed and npm cannot install it"
     )
     assert node is not None and prefix is not None
-    script = prefix / "send_events.js"
+    script = tmp_path / "send_events.js"
     script.write_text(NODE_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "NODE_PATH": str(prefix / "node_modules")}
     with SandboxServer(access_token=SANDBOX_ACCESS_TOKEN) as sandbox:
         settings = service_settings(tmp_path, sandbox.url)
         with running_intake(settings) as intake:
@@ -189,7 +190,7 @@ def test_node_client_track(tmp_path: Path) -> None:
                 capture_output=True,
                 text=True,
                 timeout=120,
-                cwd=prefix,
+                env=env,
                 check=False,
             )
             assert result.returncode == 0, result.stderr
