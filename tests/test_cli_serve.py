@@ -87,3 +87,15 @@ def test_a_real_serve_refuses_an_unknown_key_and_is_ready(tmp_path: Path) -> Non
         )
         assert answer.status_code == 401
         assert httpx.get(url + "/ready").json() == {"ready": True}
+
+
+def test_a_store_that_cannot_be_opened_is_one_sentence(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "a-directory.db").mkdir()
+    result = runner.invoke(
+        main,
+        ["serve", "--sandbox", "--write-key", "k", "--port", "0",
+         "--outbox", f"sqlite:///{tmp_path / 'a-directory.db'}"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "cannot open the outbox or identity store" in result.output
+    assert "Traceback" not in result.output

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,8 @@ def serve(
             raise SystemExit(2) from None
         except ValueError as exc:  # an unsupported outbox or identity url
             raise click.UsageError(str(exc)) from None
+        except (OSError, RuntimeError, sqlite3.Error) as exc:  # a store that cannot be opened
+            raise click.ClickException(f"cannot open the outbox or identity store: {exc}") from None
         sock = _listen(host, port)
         stack.callback(sock.close)
         bound_host, bound_port = sock.getsockname()[:2]
