@@ -322,3 +322,20 @@ def test_odd_bodies_are_refused_with_a_reason(
     assert answer.json()["code"] == code
     assert words in answer.text
     assert intake.outbox_count() == 0
+
+
+def test_a_full_store_answers_503_and_recovers(intake: Any) -> None:
+    # A real SQLite "database or disk is full" on the pipeline's own connection (as when
+    # the disk fills up): the request is refused with Retry-After, nothing half-stored.
+    connection = intake.service.pipeline._outbox._conn
+    (pages,) = connection.execute("PRAGMA page_count").fetchone()
+    connection.execute(f"PRAGMA max_page_count = {pages}")
+    big = {"batch": [purchase(str(i), properties={"pad": "z" * 2000}) for i in range(50)]}
+    answer = post(intake.url + "/v1/batch", big)
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "store_unavailable"
+    assert answer.headers["retry-after"] == "5"
+    assert intake.outbox_count() == 0
+    connection.execute("PRAGMA max_page_count = 1073741823")
+    assert post(intake.url + "/v1/batch", big).status_code == 200
+    assert intake.outbox_count() == 50
