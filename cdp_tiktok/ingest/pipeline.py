@@ -63,7 +63,8 @@ class JobResult:
 @dataclass(slots=True)
 class Job:
     """The items of one request. ``kind`` is the endpoint's message type (``None``: batch
-    items carry their own); ``done`` is called once, from the pipeline thread."""
+    items carry their own); ``done`` is called from the pipeline thread, and must ignore
+    any call after the first."""
 
     items: Sequence[Any]
     kind: str | None
@@ -153,7 +154,13 @@ class Pipeline:
                     break
                 group.append(more)
                 size += len(more.items)
-            self._handle(group)
+            try:
+                self._handle(group)
+            except Exception as exc:  # never leave a request waiting for an answer
+                log.error("intake pipeline failed: %s", type(exc).__name__)
+                failed = JobResult(refusal=Refusal(500, "internal_error", "internal error"))
+                for job in group:
+                    job.done(failed)  # a job already answered ignores a second answer
             if stopping:
                 return
 
