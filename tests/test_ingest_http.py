@@ -339,3 +339,12 @@ def test_a_full_store_answers_503_and_recovers(intake: Any) -> None:
     connection.execute("PRAGMA max_page_count = 1073741823")
     assert post(intake.url + "/v1/batch", big).status_code == 200
     assert intake.outbox_count() == 50
+
+
+def test_message_size_counts_utf8_bytes_not_characters(intake: Any) -> None:
+    fits = purchase("fits", properties={"note": "é" * 10_000, "currency": "USD"})  # ~20 KB
+    over = purchase("over", properties={"note": "é" * 17_000, "currency": "USD"})  # ~34 KB
+    answer = post(intake.url + "/v1/batch", {"batch": [fits, over]})
+    assert answer.status_code == 400
+    assert [r["index"] for r in answer.json()["rejected"]] == [1]
+    assert intake.outbox_count() == 1

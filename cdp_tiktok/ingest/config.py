@@ -3,7 +3,7 @@
 Read from the settings file's ``write_keys`` and ``intake`` sections, the
 ``CDP_TIKTOK_WRITE_KEYS`` variable and ``serve``'s flags. A write key is given as
 ``name=key`` (the name labels metrics and logs; the key never does) or a bare key
-(named ``key1``, ``key2``, ... in order).
+(named ``keyN``, N its position among all the configured keys).
 """
 
 from __future__ import annotations

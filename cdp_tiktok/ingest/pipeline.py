@@ -33,6 +33,8 @@ DEPTH_CHECK_SECONDS = 1.0
 STORE_RETRY_AFTER = 5
 BUSY_RETRY_AFTER = 1
 
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -270,8 +272,11 @@ class Pipeline:
         job.result.events = len(job.events)
 
     def _check_size(self, item: Any) -> None:
-        size = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-        if size > self._max_message:
+        text = _compact(item)
+        # A character is 1 to 4 bytes of UTF-8: encode only when the length cannot decide.
+        if len(text) * 4 <= self._max_message:
+            return
+        if len(text) > self._max_message or len(text.encode("utf-8")) > self._max_message:
             raise MessageError(
                 [FieldError("", f"message is larger than {self._max_message} bytes")]
             )
