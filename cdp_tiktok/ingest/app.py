@@ -138,7 +138,7 @@ async def _ingest(service: IntakeService, endpoint: Endpoint, request: Request) 
     limits = service.config.limits
     keys = service.config.write_keys
     source = keys.source(basic_user(request.headers.get("authorization")))
-    size, count = 0, 0
+    size, count, events = 0, 0, 0
     try:
         try:
             limit = limits.max_batch_bytes if endpoint.is_batch else limits.max_message_bytes
@@ -158,17 +158,19 @@ async def _ingest(service: IntakeService, endpoint: Endpoint, request: Request) 
         items = _items(body, endpoint, limits.max_batch_messages)
         count = len(items)
         result = await service.run(items, endpoint.kind, source, size)
+        events = result.events
         response = _outcome(result, endpoint, count)
     except Refusal as refusal:  # refused before the pipeline took the job (it counts its own)
         service.metrics.refused.labels(refusal.code).inc(max(1, count))
         response = _error(refusal)
     service.metrics.requests.labels(endpoint.path, str(response.status_code)).inc()
     access_log.info(
-        "method=POST path=%s status=%d bytes=%d messages=%d source=%s ms=%.1f",
+        "method=POST path=%s status=%d bytes=%d messages=%d events=%d source=%s ms=%.1f",
         endpoint.path,
         response.status_code,
         size,
         count,
+        events,
         source or "-",
         (time.perf_counter() - started) * 1000.0,
     )
