@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -300,10 +301,12 @@ class Pipeline:
             return
         if result.rejected:
             metrics.refused.labels("invalid_message").inc(len(result.rejected))
-        for message in job.messages:
-            metrics.received.labels(message["type"], job.source).inc()
-        for event in job.events:
-            metrics.mapped.labels(event.key.destination, str(event.data.get("event"))).inc()
+        # One increment per label set, not per message.
+        for kind, count in Counter(m["type"] for m in job.messages).items():
+            metrics.received.labels(kind, job.source).inc(count)
+        names = Counter((e.key.destination, str(e.data.get("event"))) for e in job.events)
+        for (destination, name), count in names.items():
+            metrics.mapped.labels(destination, name).inc(count)
 
 
 def format_timestamp_now() -> str:
