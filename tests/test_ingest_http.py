@@ -185,6 +185,15 @@ def test_cors_preflight_per_allowed_origin(tmp_path: Path) -> None:
             intake.url + "/v1/t", headers={**headers, "Origin": "https://evil.example"}
         )
         assert "access-control-allow-origin" not in other.headers
+        # analytics.js's own request: text/plain, no pre-flight, the key in the body.
+        body = json.dumps({**purchase("cors"), "writeKey": WRITE_KEY})
+        posted = httpx.post(
+            intake.url + "/v1/t",
+            content=body,
+            headers={"Origin": "https://shop.example", "Content-Type": "text/plain"},
+        )
+        assert posted.status_code == 200
+        assert posted.headers["access-control-allow-origin"] == "https://shop.example"
 
 
 def test_health_and_ready(intake: Any) -> None:
