@@ -99,3 +99,12 @@ def test_a_store_that_cannot_be_opened_is_one_sentence(runner: CliRunner, tmp_pa
     assert result.exit_code == 1
     assert "cannot open the outbox or identity store" in result.output
     assert "Traceback" not in result.output
+
+
+def test_intake_limit_flags_are_checked_and_named(runner: CliRunner) -> None:
+    result = runner.invoke(
+        main, ["serve", "--sandbox", "--write-key", "k", "--intake-batch-bytes", "0"]
+    )
+    assert result.exit_code == 2
+    assert "--intake-batch-bytes: must be a positive whole number" in result.output
+    assert "used more than once" not in result.output

@@ -67,8 +67,16 @@ def _configure_logging(level: str) -> None:
     "Also write_keys in the settings file and CDP_TIKTOK_WRITE_KEYS (comma-separated).",
 )
 @click.option("--no-worker", is_flag=True, help="Run the intake alone (deliver with `worker`).")
-@click.option("--max-message-bytes", type=int, help="Largest single message (default 32768).")
-@click.option("--max-batch-bytes", type=int, help="Largest batch request (default 512000).")
+@click.option(
+    "--intake-message-bytes",
+    type=int,
+    help="Largest message over HTTP, in a batch too (default 32768; intake.max_message_bytes).",
+)
+@click.option(
+    "--intake-batch-bytes",
+    type=int,
+    help="Largest HTTP request body (default 512000; intake.max_batch_bytes).",
+)
 @click.option(
     "--cors-origin",
     "cors_origins",
@@ -91,8 +99,8 @@ def serve(
     port: int,
     write_keys: tuple[str, ...],
     no_worker: bool,
-    max_message_bytes: int | None,
-    max_batch_bytes: int | None,
+    intake_message_bytes: int | None,
+    intake_batch_bytes: int | None,
     cors_origins: tuple[str, ...],
     log_level: str,
     **options: Any,
@@ -115,8 +123,8 @@ def serve(
             file=settings_file,
             write_keys=write_keys,
             overrides={
-                "max_message_bytes": max_message_bytes,
-                "max_batch_bytes": max_batch_bytes,
+                "max_message_bytes": intake_message_bytes,
+                "max_batch_bytes": intake_batch_bytes,
                 "cors_origins": cors_origins or None,
             },
         )

@@ -43,6 +43,12 @@ class IntakeConfig:
 
 
 _LIMIT_FIELDS = {f.name: f for f in dataclasses.fields(IntakeLimits)}
+FLAGS = {
+    "max_message_bytes": "--intake-message-bytes",
+    "max_batch_bytes": "--intake-batch-bytes",
+    "cors_origins": "--cors-origin",
+}
+"""``serve``'s flag for each limit it has one for (named in errors)."""
 
 
 def _named(keys: Iterable[str], into: dict[str, str], origin: str) -> None:
@@ -131,6 +137,6 @@ def load_intake_config(
     _named(write_keys, keys, "--write-key")
     for name, value in (overrides or {}).items():
         if value is not None:
-            flag = f"--{name.replace('_', '-')}"
+            flag = FLAGS.get(name, f"--{name.replace('_', '-')}")
             limits[name] = _limit(name, value, lambda r, f=flag: f"{f}: {r}")
     return IntakeConfig(WriteKeys(keys), IntakeLimits(**limits))
