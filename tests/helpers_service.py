@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from cdp_tiktok.delivery.outbox import open_outbox
+from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.destinations import destination_settings
 from cdp_tiktok.ingest.app import IntakeService, create_app
 from cdp_tiktok.ingest.auth import WriteKeys

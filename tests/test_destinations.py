@@ -210,3 +210,18 @@ def test_serve_routes_to_both_destinations(
         ("CEUPIXEL000000000002", "TEST123"),
         ("CUSPIXEL000000000001", None),
     ]
+
+
+def test_worker_needs_each_destinations_token(
+    settings_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CDP_TIKTOK_ACCESS_TOKEN", raising=False)
+    monkeypatch.setenv("TOKEN_US", "token-us")
+    monkeypatch.delenv("TOKEN_EU", raising=False)
+    result = CliRunner().invoke(
+        main,
+        ["worker", "--settings", str(settings_file), "--outbox", f"sqlite:///{tmp_path / 'o.db'}"],
+    )
+    assert result.exit_code == 2
+    assert "no access token for destination shop-eu" in result.output
+    assert "token-us" not in result.output

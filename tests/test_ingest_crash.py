@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cdp_tiktok.delivery.outbox import open_outbox
+from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.sandbox.server import SandboxServer
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE
 from tests.helpers_service import PAGE_URL, WRITE_KEY

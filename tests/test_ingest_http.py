@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdp_tiktok.delivery.outbox import open_outbox
+from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.events import BatchKey, OutgoingEvent
 from cdp_tiktok.ingest.config import IntakeLimits
 from cdp_tiktok.sandbox.server import SandboxServer

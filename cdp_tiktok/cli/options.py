@@ -120,4 +120,8 @@ def sandbox_settings(
         event_source_id=settings.event_source_id or SANDBOX_PIXEL_CODE,
         outbox=outbox or SANDBOX_OUTBOX,
         identity=identity or SANDBOX_IDENTITY,
+        # every destination of a destinations: list sends with the sandbox token too
+        destinations=tuple(
+            dataclasses.replace(spec, access_token_env=None) for spec in settings.destinations
+        ),
     )

@@ -30,6 +30,16 @@ def delivery_settings_from(
         ).validate(need_credentials=False)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    if settings.destinations:  # each destination of the list has its own token variable
+        from cdp_tiktok.destinations import destination_settings
+
+        missing = [n for n, s in destination_settings(settings).items() if not s.access_token]
+        if missing:
+            raise click.UsageError(
+                f"no access token for destination {', '.join(missing)}: set the variable "
+                "its access_token_env names (or CDP_TIKTOK_ACCESS_TOKEN for all)"
+            )
+        return settings
     if not settings.access_token:
         raise click.UsageError(
             "access_token is required: pass --access-token or set CDP_TIKTOK_ACCESS_TOKEN"

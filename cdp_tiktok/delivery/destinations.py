@@ -14,4 +14,7 @@ def delivery_settings(settings: TikTokSettings) -> dict[str, TikTokSettings]:
     routes here, so a settings file listing several destinations plugs in at one place.
     Events of a destination not in the result stay in the outbox (reported as stopped).
     """
-    return {name: settings for name in BUILTIN_DELIVERABLE}
+    from cdp_tiktok.destinations import destination_settings
+
+    # Without a ``destinations:`` list: the built-in TikTok destination, these settings.
+    return destination_settings(settings)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cdp_tiktok.delivery.destinations import delivery_settings
+from cdp_tiktok.delivery.sender import ClassifyFn
 from cdp_tiktok.delivery.worker import Deliverer, DeliveryProgress, DeliveryReport
 from cdp_tiktok.settings import TikTokSettings
 
@@ -27,6 +28,7 @@ def build_deliverer(
     host: Host | None = None,
     concurrency: int | None = None,
     on_wait: Callable[[str], None] | None = None,
+    observe: Callable[[ClassifyFn], ClassifyFn] | None = None,
     **options: Any,
 ) -> Deliverer:
     """A :class:`Deliverer` for every destination of :func:`delivery_settings`.
@@ -34,14 +36,22 @@ def build_deliverer(
     With ``host``, its plugins classify answers, and encode requests when a plugin
     overrides ``cdp_encode_batch`` (otherwise the built-in encoder joins the stored events
     without re-encoding them); ``concurrency`` overrides requests in flight per destination.
+    ``observe`` wraps the classifier (``serve`` counts TikTok's answers through it).
     """
     if concurrency is not None:
         settings = replace(settings, concurrency=concurrency)
-    encode = classify = None
+    encode = None
+    classify: ClassifyFn | None = None
     if host is not None:
         classify = host.hooks.classify_response
         if host.overrides("cdp_encode_batch"):
             encode = host.hooks.encode_batch
+    if observe is not None:
+        if classify is None:
+            from cdp_tiktok.tiktok.codes import classify as default_classify
+
+            classify = default_classify
+        classify = observe(classify)
     return Deliverer(
         outbox,
         delivery_settings(settings),

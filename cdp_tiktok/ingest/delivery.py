@@ -1,24 +1,26 @@
-"""The delivery worker ``serve`` embeds, instrumented for the service's metrics.
-
-:func:`start_embedded_worker` is the one place that starts delivery inside ``serve``;
-swap it for the standalone worker loop when that is available.
-"""
+"""The delivery worker ``serve`` embeds: the shared delivery runner
+(:mod:`cdp_tiktok.delivery.runner`, as ``cdp-tiktok worker`` uses it) on a thread,
+instrumented for the service's metrics."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
-from cdp_tiktok.delivery.outbox import open_outbox
-from cdp_tiktok.delivery.worker import MAX_POOL, Deliverer, DeliveryProgress
+from cdp_tiktok.backends import open_outbox
+from cdp_tiktok.delivery.runner import build_deliverer
+from cdp_tiktok.delivery.worker import MAX_POOL, DeliveryProgress
 from cdp_tiktok.events import Verdict
 from cdp_tiktok.ingest.metrics import ServiceMetrics
 from cdp_tiktok.settings import TikTokSettings
+
+if TYPE_CHECKING:
+    from cdp_tiktok.host import Host
 
 log = logging.getLogger("cdp_tiktok.ingest.delivery")
 
@@ -92,38 +94,33 @@ class _ProgressCounter:
 
 def start_embedded_worker(
     outbox_url: str,
-    destinations: Mapping[str, TikTokSettings],
+    settings: TikTokSettings,
+    host: Host,
     metrics: ServiceMetrics,
     stop: threading.Event,
-    *,
-    encode: Any = None,
-    classify: Callable[..., Verdict | None] | None = None,
 ) -> threading.Thread:
     """Deliver from ``outbox_url`` on a thread with its own outbox connection until
-    ``stop`` is set; in-flight requests are finished and unsent leases released then.
+    ``stop`` is set, with the shared delivery runner (every destination of
+    :func:`~cdp_tiktok.delivery.destinations.delivery_settings`, the host's plugins
+    classifying); in-flight requests are finished and unsent leases released then.
 
     A failure of the delivery loop is logged and the thread restarts it after a pause,
     so the intake keeps accepting (events wait in the outbox meanwhile).
     """
-    if classify is None:
-        from cdp_tiktok.tiktok.codes import classify as default_classify
-
-        classify = default_classify
-    counted = counting_classifier(classify, metrics)
-    lease = max((s.lease_seconds for s in destinations.values()), default=60.0)
 
     def deliver() -> None:
         while not stop.is_set():
             try:
                 outbox = open_outbox(outbox_url)
                 try:
-                    Deliverer(
+                    build_deliverer(
                         outbox,
-                        destinations,
-                        encode=encode,
-                        classify=counted,
+                        settings,
+                        host=host,
+                        observe=lambda classify: counting_classifier(classify, metrics),
                         transport=TimedTransport(metrics),
-                        lease_seconds=lease,
+                        lease_seconds=settings.lease_seconds,
+                        on_wait=lambda text: log.warning("delivery waiting: %s", text),
                     ).run(drain=False, stop=stop, on_progress=_ProgressCounter(metrics))
                 finally:
                     outbox.close()

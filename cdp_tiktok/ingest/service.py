@@ -7,7 +7,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from cdp_tiktok.delivery.outbox import OutboxStats, open_outbox
+from cdp_tiktok.backends import open_outbox
+from cdp_tiktok.delivery.outbox import OutboxStats
 from cdp_tiktok.ingest.app import IntakeService
 from cdp_tiktok.ingest.config import IntakeConfig
 from cdp_tiktok.ingest.delivery import start_embedded_worker
@@ -92,19 +93,9 @@ def open_service(
     if worker:
         stop = threading.Event()
         running: list[threading.Thread] = []
-        encode = host.hooks.encode_batch if host.overrides("cdp_encode_batch") else None
 
         def start() -> None:
-            running.append(
-                start_embedded_worker(
-                    settings.outbox,
-                    deliveries,
-                    metrics,
-                    stop,
-                    encode=encode,
-                    classify=host.hooks.classify_response,
-                )
-            )
+            running.append(start_embedded_worker(settings.outbox, settings, host, metrics, stop))
 
         def halt() -> None:
             stop.set()
