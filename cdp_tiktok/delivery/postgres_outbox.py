@@ -343,13 +343,20 @@ class PostgresOutbox:
     # -- settling -------------------------------------------------------------------
 
     def _settle(
-        self, what: str, set_clause: str, ids: Sequence[int], worker: str | None, **params: Any
+        self,
+        what: str,
+        set_clause: str,
+        ids: Sequence[int],
+        worker: str | None,
+        *,
+        unless: str = "",
+        **params: Any,
     ) -> int:
         if not ids:
             return 0
         sql = (
             f"UPDATE cdp_outbox SET {set_clause}"
-            f" WHERE id = ANY(%(ids)s) AND {_GUARD[worker is not None]}"
+            f" WHERE id = ANY(%(ids)s) AND {_GUARD[worker is not None]}{unless}"
         )
 
         def update(cur: Any) -> int:
@@ -411,6 +418,9 @@ class PostgresOutbox:
             " next_attempt_at = %(not_before)s, ready_at = %(not_before)s",
             ids,
             worker,
+            # Unguarded, a retried row stays settleable: run again after the connection lost
+            # the answer of an attempt that had committed, it must not count twice.
+            unless="" if worker else " AND NOT history @> jsonb_build_array(%(attempt)s::jsonb)",
             attempt=_compact(attempt.as_dict()),
             not_before=not_before,
         )
