@@ -183,6 +183,8 @@ class OutboxMachine(RuleBasedStateMachine):
         self.box.close()
         if self.backend == "sqlite":
             self.box = self.open()
+        elif self.backend == "postgresql":
+            self.box = PostgresOutbox(self.url)  # a new process on the same rows
         else:
             pass  # a MemoryOutbox lives in this process; close() keeps its records
 
@@ -255,6 +257,8 @@ class PostgresOutboxMachine(OutboxMachine):
     url = ""
 
     def open(self) -> Outbox:
+        # never libpq's default database (shared by every run on the server)
+        assert self.url, "pg_database sets the url of this run's own database"
         box = PostgresOutbox(self.url)
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(
@@ -265,10 +269,15 @@ class PostgresOutboxMachine(OutboxMachine):
 
 
 @pytest.fixture(scope="class")
-def pg_database(request: pytest.FixtureRequest) -> Iterator[None]:
+def pg_database() -> Iterator[None]:
+    """The machine's own database (``request.cls`` would be the generated TestCase, and
+    the machine would run against libpq's default database shared with other runs)."""
     with fresh_database() as url:
-        request.cls.url = url
-        yield
+        PostgresOutboxMachine.url = url
+        try:
+            yield
+        finally:
+            PostgresOutboxMachine.url = ""
 
 
 MACHINE_SETTINGS = settings(max_examples=100, stateful_step_count=30)
