@@ -22,6 +22,7 @@ plugin adds others (e.g. Redis) with the ``cdp_register_identity_stores`` hook.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from cdp_tiktok.matchkeys import LIST_KEYS, is_sha256_hex, sha256_hex
+from cdp_tiktok.storage import located, storage_error
 
 #: The match keys the store keeps (hashed lists).
 STORED_KEYS: Final = LIST_KEYS
@@ -40,6 +42,8 @@ MAX_LINKED_IDS: Final = 50
 #: Expired entries are purged every this many writes (and when a SQLite store opens).
 PURGE_EVERY: Final = 1000
 _ID_NAMESPACE = "cdp_tiktok.identity:"
+SETTING: Final = "the identity setting (--identity, CDP_TIKTOK_IDENTITY)"
+"""What chooses the identity store file, for error messages."""
 
 
 class IdentityStore(Protocol):
@@ -275,18 +279,35 @@ class SQLiteIdentityStore:
 
     def __init__(self, path: str | Path, ttl_seconds: float, busy_timeout_ms: int = 10_000) -> None:
         self._ttl = ttl_seconds
-        self._lock = threading.Lock()
+        self.path = Path(path)
+        self._lock = _StoreLock(self.path)
         self._writes = 0
-        self._db = sqlite3.connect(
-            str(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        # forget() must not leave deleted hashes in free pages
-        self._db.execute("PRAGMA secure_delete = ON")
-        self._db.executescript(_SCHEMA)
-        self.purge()
+        with located(self.path, "identity store", SETTING):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path),
+                timeout=busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        try:
+            with located(self.path, "identity store", SETTING):
+                self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                # forget() must not leave deleted hashes in free pages
+                self._db.execute("PRAGMA secure_delete = ON")
+                self._db.executescript(_SCHEMA)
+            self.purge()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (e.g. after SQLITE_FULL); keep that error.
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         with self._lock:
@@ -296,7 +317,7 @@ class SQLiteIdentityStore:
                     self._db.executemany(sql, params)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._writes += 1
             due = self._writes % PURGE_EVERY == 0
@@ -362,7 +383,7 @@ class SQLiteIdentityStore:
                     ).rowcount
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         self.checkpoint()
         return count
@@ -381,7 +402,7 @@ class SQLiteIdentityStore:
                 ).rowcount
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         return count
 
@@ -394,6 +415,25 @@ class SQLiteIdentityStore:
         """Close the database connection."""
         with self._lock:
             self._db.close()
+
+
+class _StoreLock:
+    """The store's lock; an SQLite error inside the block leaves as a
+    :class:`~cdp_tiktok.storage.StorageError` naming the file (disk full, damaged file)."""
+
+    __slots__ = ("_lock", "_path")
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._path = path
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise storage_error(exc, self._path, "identity store", SETTING) from exc
 
 
 def _link_rows(a: str, b: str, at: float) -> list[tuple[Any, ...]]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 SANDBOX_ACCESS_TOKEN = "sandbox-token"
 SANDBOX_PIXEL_CODE = "CSANDBOX0000000000000"
@@ -101,12 +103,14 @@ class TikTokSettings:
     destinations: tuple[Any, ...] = ()
     """The settings file's ``destinations:`` list (:mod:`cdp_tiktok.destinations`)."""
 
+    def __post_init__(self) -> None:
+        # Every way of building settings (load_settings, the constructor, replace) checks
+        # each value against SETTINGS_SCHEMA; load_settings checks first, naming sources.
+        check_values(_schema_view(self), lambda name: f"TikTokSettings({name}=...)")
+
     def validate(self, *, need_credentials: bool = True) -> TikTokSettings:
-        """Check the settings together; raise :class:`SettingsError` naming the field."""
-        if self.event_source not in EVENT_SOURCES:
-            raise SettingsError(
-                f"event_source: {self.event_source!r} is not one of {', '.join(EVENT_SOURCES)}"
-            )
+        """Check that the settings can send: raise :class:`SettingsError` naming the missing
+        credential. Each value was already checked when the settings were built."""
         if need_credentials and not self.event_source_id:
             raise SettingsError(
                 "pixel_code (event_source_id) is required: pass --pixel-code, set "
@@ -117,16 +121,6 @@ class TikTokSettings:
                 "access_token is required: pass --access-token, set CDP_TIKTOK_ACCESS_TOKEN, "
                 "or use --sandbox"
             )
-        if not 1 <= self.batch_max_events <= 1000:
-            raise SettingsError("batch_max_events: must be between 1 and 1000 (TikTok's limit)")
-        if self.batch_max_bytes < 10_000:
-            raise SettingsError("batch_max_bytes: must be at least 10000")
-        if self.max_message_bytes < 1024:
-            raise SettingsError("max_message_bytes: must be at least 1024")
-        if self.concurrency < 1:
-            raise SettingsError("concurrency: must be at least 1")
-        if not 0 <= self.dedup_window_hours <= 168:
-            raise SettingsError("dedup_window_hours: must be between 0 and 168 (7 days)")
         if self.lease_seconds <= self.timeout_seconds:
             raise SettingsError("lease_seconds: must be longer than timeout_seconds")
         return self
@@ -139,6 +133,106 @@ FILE_ONLY = frozenset({"destinations"})
 SECTIONS_READ_ELSEWHERE = frozenset({"write_keys", "intake"})
 """Settings-file sections of ``serve``'s intake, read by :mod:`cdp_tiktok.ingest.config`."""
 
+_TYPES: Final[Mapping[str, dict[str, Any]]] = {
+    "str": {"type": "string"},
+    "str | None": {"type": ["string", "null"]},
+    "int": {"type": "integer"},
+    "int | None": {"type": ["integer", "null"]},
+    "float": {"type": "number", "finite": True},
+    "float | None": {"type": ["number", "null"], "finite": True},
+    "bool": {"type": "boolean"},
+    "bool | None": {"type": ["boolean", "null"]},
+}
+"""JSON Schema of a field's (coerced) value by its annotation; other types are unchecked."""
+
+_CONSTRAINTS: Final[Mapping[str, dict[str, Any]]] = {
+    "event_source": {"enum": list(EVENT_SOURCES)},
+    "default_phone_region": {"phoneRegion": True},
+    "endpoint": {"pattern": "^https?://[^\\s/]+"},
+    "identity_ttl_days": {"exclusiveMinimum": 0},
+    "max_event_age_days": {"exclusiveMinimum": 0},
+    "batch_max_events": {"minimum": 1, "maximum": 1000},
+    "batch_max_bytes": {"minimum": 10_000},
+    "max_message_bytes": {"minimum": 1024},
+    "dedup_window_hours": {"minimum": 0, "maximum": 168},
+    "concurrency": {"minimum": 1},
+    "timeout_seconds": {"exclusiveMinimum": 0},
+    "max_attempts": {"minimum": 1},
+    "lease_seconds": {"exclusiveMinimum": 0},
+}
+"""Ranges and choices beyond the type (TikTok's limits: at most 1,000 events a request)."""
+
+SETTINGS_SCHEMA: Final[dict[str, Any]] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "cdp_tiktok settings",
+    "type": "object",
+    "properties": {
+        name: {**_TYPES.get(str(f.type), {}), **_CONSTRAINTS.get(name, {})}
+        for name, f in _FIELDS.items()
+    },
+}
+"""The schema every setting's value is checked against when settings are read; ``finite``
+(no NaN or infinity) and ``phoneRegion`` (a region phonenumbers knows) are our keywords."""
+
+
+def _finite(validator: Any, wanted: bool, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if wanted and isinstance(instance, float) and not math.isfinite(instance):
+        yield ValidationError(f"must be a finite number, got {instance!r}")
+
+
+def _phone_region(
+    validator: Any, wanted: bool, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if wanted and isinstance(instance, str):
+        import phonenumbers
+
+        if instance.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            yield ValidationError(
+                f"{instance!r} is not a phone region (an ISO 3166 code such as US, FR or DE)"
+            )
+
+
+_VALIDATOR: Final = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"finite": _finite, "phoneRegion": _phone_region}
+)(SETTINGS_SCHEMA)
+
+
+def _schema_view(settings: TikTokSettings) -> dict[str, Any]:
+    """The settings' values as JSON Schema sees them (secrets and paths left out)."""
+    return {
+        name: getattr(settings, name)
+        for name in _FIELDS
+        if name in SETTINGS_SCHEMA["properties"] and SETTINGS_SCHEMA["properties"][name]
+    }
+
+
+def check_values(values: Mapping[str, Any], source_of: Any) -> None:
+    """Raise :class:`SettingsError` for the first value that breaks :data:`SETTINGS_SCHEMA`,
+    naming the setting and ``source_of(name)`` (a file:line, variable or flag)."""
+    error = next(iter(sorted(_VALIDATOR.iter_errors(dict(values)), key=str)), None)
+    if error is None:
+        return
+    name = str(error.path[0]) if error.path else "settings"
+    template = _MESSAGES.get(str(error.validator))
+    message = error.message
+    if template is not None:
+        wanted = error.validator_value
+        if isinstance(wanted, list):
+            wanted = ", ".join(str(choice) for choice in wanted)
+        message = template.format(wanted=wanted, got=error.instance)
+    raise SettingsError(f"{name} (from {source_of(name)}): {message}")
+
+
+_MESSAGES: Final[Mapping[str, str]] = {
+    "enum": "{got!r} is not one of {wanted}",
+    "pattern": "{got!r} is not an http(s) URL",
+    "minimum": "must be at least {wanted}, got {got!r}",
+    "maximum": "must be at most {wanted}, got {got!r}",
+    "exclusiveMinimum": "must be greater than {wanted}, got {got!r}",
+    "type": "expected a value of type {wanted}, got {got!r}",
+}
+"""One sentence per JSON Schema keyword, instead of jsonschema's wording."""
+
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
@@ -149,10 +243,20 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return value if isinstance(value, Secret) else Secret(str(value))
         if name == "mappings":
             return Path(value)
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
+        if kind in ("int", "int | None"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError(f"expected a whole number, got {value!r}")
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"expected a whole number, got {value!r}") from None
+        if kind in ("float", "float | None"):
+            if isinstance(value, bool):
+                raise TypeError(f"expected a number, got {value!r}")
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"expected a number, got {value!r}") from None
         if kind in ("bool", "bool | None"):
             if isinstance(value, bool):
                 return value
@@ -162,21 +266,49 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError(f"expected true or false, got {value!r}")
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"expected a text value, got a {type(value).__name__}")
         return str(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise SettingsError(f"{name} (from {source}): {exc}") from None
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line (1-based) of each top-level key of a YAML or JSON mapping; empty if unparsable."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {
+        str(key.value): key.start_mark.line + 1
+        for key, _ in node.value
+        if isinstance(key, yaml.ScalarNode)
+    }
 
 
 def read_settings_file(file: Path) -> tuple[str, Any]:
     """The text of a settings file and its parsed value (JSON for ``.json``, else YAML).
 
-    Raises :class:`SettingsError` naming the file when it does not parse.
+    Raises :class:`SettingsError` naming the file (and the line of a syntax error) when it
+    cannot be read or does not parse.
     """
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{file}: cannot read the settings file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{file}: the settings file is not UTF-8 text") from None
     try:
         loaded = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{file}: not valid settings: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise SettingsError(f"{where}: not valid YAML: {problem}") from None
     return text, loaded
 
 
@@ -188,17 +320,24 @@ def load_settings(
 ) -> TikTokSettings:
     """Merge defaults, a settings file, ``CDP_TIKTOK_*`` variables and explicit overrides.
 
-    Unknown keys in the file are errors naming the file and the key. ``pixel_code`` is
-    accepted as the name of ``event_source_id`` everywhere. ``None`` overrides are
-    ignored, so unset CLI flags do not mask lower sources.
+    Every value is checked here, when it is read, against :data:`SETTINGS_SCHEMA`: a bad
+    value raises :class:`SettingsError` naming the setting and where it came from (the
+    file and line, the ``CDP_TIKTOK_*`` variable, or the ``--flag``). Unknown keys in the
+    file are errors naming the file, line and key. ``pixel_code`` is accepted as the name
+    of ``event_source_id`` everywhere. ``None`` overrides are ignored, so unset CLI flags
+    do not mask lower sources.
     """
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if file is not None:
         text, loaded = read_settings_file(file)
+        loaded = {} if loaded is None else loaded
         if not isinstance(loaded, dict):
             raise SettingsError(f"{file}: settings must be a mapping of names to values")
+        lines = _key_lines(text)
         for key, value in loaded.items():
             name = _ALIASES.get(key, key)
+            where = f"{file}:{lines[key]}" if key in lines else str(file)
             if key in SECTIONS_READ_ELSEWHERE:
                 continue
             if name == "destinations":
@@ -207,19 +346,25 @@ def load_settings(
                 values[name] = parse_destinations(value, file, text)
                 continue
             if name not in _FIELDS:
-                raise SettingsError(f"{file}: unknown setting {key!r}")
-            values[name] = _coerce(name, value, str(file))
+                raise SettingsError(f"{where}: unknown setting {key!r}")
+            values[name] = _coerce(name, value, where)
+            sources[name] = where
     environ = os.environ if env is None else env
     for name in _FIELDS.keys() - FILE_ONLY:
         for key in {name, *(k for k, v in _ALIASES.items() if v == name)}:
             var = f"CDP_TIKTOK_{key.upper()}"
             if var in environ and environ[var] != "":
                 values[name] = _coerce(name, environ[var], var)
+                sources[name] = var
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         name = _ALIASES.get(key, key)
+        flag = f"--{key.replace('_', '-')}"
         if name not in _FIELDS or name in FILE_ONLY:
             raise SettingsError(f"unknown setting {key!r}")
-        values[name] = _coerce(name, value, f"--{key.replace('_', '-')}")
+        values[name] = _coerce(name, value, flag)
+        sources[name] = flag
+    checked = {k: v for k, v in values.items() if SETTINGS_SCHEMA["properties"].get(k)}
+    check_values(checked, lambda name: sources.get(name, "the defaults"))
     return TikTokSettings(**values)

@@ -1,7 +1,8 @@
 """The ``cdp-tiktok`` command line.
 
 Sub-commands live in their own modules and are imported only when invoked, so
-``cdp-tiktok --help`` stays fast and one broken command cannot break the others.
+``cdp-tiktok --help`` stays fast and one broken command cannot break the others. Errors
+of every command become one located sentence in one place (:mod:`cdp_tiktok.cli.errors`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ class LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the sub-command; turn any error it raises into one ``Error:`` sentence
+        (see :mod:`cdp_tiktok.cli.errors`), or re-raise it with ``--debug``."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            from cdp_tiktok.cli.errors import debug_enabled, translate
+
+            if debug_enabled(bool(ctx.params.get("debug"))):
+                raise
+            raise translate(exc) from None
+
 
 def _trace_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:  # the host reads the switch from the environment (cdp_tiktok.plugins)
@@ -65,5 +80,10 @@ def _trace_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> N
     help="Print every plugin hook call (plugin, arguments, result; personal fields "
     "redacted) to stderr. Env: CDP_TIKTOK_TRACE_PLUGINS=1.",
 )
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the full traceback of an unexpected error (also: CDP_TIKTOK_DEBUG=1).",
+)
+def main(debug: bool) -> None:
     """Send Segment-spec customer data to TikTok's Events API, durably."""

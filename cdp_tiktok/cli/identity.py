@@ -9,7 +9,7 @@ import click
 from cdp_tiktok.backends import open_identity_store
 from cdp_tiktok.cli.options import SANDBOX_IDENTITY
 from cdp_tiktok.cli.stores import STORE_ERRORS, safe_url
-from cdp_tiktok.settings import SettingsError, load_settings
+from cdp_tiktok.settings import load_settings
 
 _SQLITE = "sqlite:///"
 
@@ -37,10 +37,7 @@ def forget(user_id: str | None, anonymous_id: str | None, store: str | None, san
     """
     if not user_id and not anonymous_id:
         raise click.UsageError("give --user-id, --anonymous-id, or both")
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = load_settings()
     if store and sandbox:
         raise click.UsageError("give --store or --sandbox, not both")
     url = store or (SANDBOX_IDENTITY if sandbox else settings.identity)

@@ -14,7 +14,6 @@ from cdp_tiktok.settings import (
     SANDBOX_ACCESS_TOKEN,
     SANDBOX_PIXEL_CODE,
     Secret,
-    SettingsError,
     TikTokSettings,
     load_settings,
 )
@@ -90,7 +89,8 @@ def setting_options(function: F) -> F:
 def settings_from_options(options: dict[str, Any], **extra: Any) -> TikTokSettings:
     """Build settings from the shared options plus command-specific ``extra`` overrides.
 
-    Raises :class:`click.UsageError` naming the setting when one is invalid.
+    Raises :class:`~cdp_tiktok.settings.SettingsError` naming the setting and its source
+    when one is invalid (the CLI prints it as one line, exit status 2).
     """
     overrides = {
         "access_token": options.get("access_token"),
@@ -102,10 +102,7 @@ def settings_from_options(options: dict[str, Any], **extra: Any) -> TikTokSettin
         "max_message_bytes": options.get("max_message_bytes"),
         **extra,
     }
-    try:
-        return load_settings(file=options.get("settings_file"), overrides=overrides)
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+    return load_settings(file=options.get("settings_file"), overrides=overrides)
 
 
 def sandbox_settings(

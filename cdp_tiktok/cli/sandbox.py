@@ -24,7 +24,13 @@ def _stderr(text: str) -> None:
 
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=0, type=int, show_default=True, help="Port (0: a free one).")
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    show_default=True,
+    help="Port (0: a free one).",
+)
 @click.option(
     "--record",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -14,6 +14,7 @@ the ``counters`` table, updated in the same transaction. Dead letters stay in th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -37,9 +38,12 @@ from cdp_tiktok.delivery.outbox import (
 )
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
+from cdp_tiktok.storage import located, storage_error
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
+SETTING = "the outbox setting (--outbox, CDP_TIKTOK_OUTBOX)"
+"""What chooses the outbox file, for error messages."""
 
 # state is 'live' (pending when lease_owner is NULL, leased otherwise) or 'dead'.
 # next_attempt_at is "when this record is next claimable": the retry time while pending,
@@ -213,13 +217,18 @@ class SQLiteOutbox:
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
-        )
+        with located(self.path, "outbox", SETTING):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_ms / 1000,
+            )
         try:
-            self._setup(busy_timeout_ms)
+            with located(self.path, "outbox", SETTING):
+                self._setup(busy_timeout_ms)
         except BaseException:
             self._conn.close()
             raise
@@ -260,11 +269,11 @@ class SQLiteOutbox:
     # -- transactions ---------------------------------------------------------------
 
     def _write(self) -> _Transaction:
-        return _Transaction(self._conn, self._lock, "BEGIN IMMEDIATE")
+        return _Transaction(self._conn, self._lock, "BEGIN IMMEDIATE", self.path)
 
     def _read(self) -> _Transaction:
         # A deferred transaction gives one consistent snapshot for multi-query reads.
-        return _Transaction(self._conn, self._lock, "BEGIN")
+        return _Transaction(self._conn, self._lock, "BEGIN", self.path)
 
     # -- enqueue and claim ----------------------------------------------------------
 
@@ -613,19 +622,26 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
 
 
 class _Transaction:
-    """``with`` block: one explicit transaction on a shared connection, under a lock."""
+    """``with`` block: one explicit transaction on a shared connection, under a lock.
 
-    __slots__ = ("_begin", "_conn", "_lock")
+    SQLite errors (disk full, damaged file, read-only directory) leave as a
+    :class:`~cdp_tiktok.storage.StorageError` naming the file, after the rollback."""
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock, begin: str) -> None:
+    __slots__ = ("_begin", "_conn", "_lock", "_path")
+
+    def __init__(
+        self, conn: sqlite3.Connection, lock: threading.Lock, begin: str, path: Path
+    ) -> None:
         self._conn = conn
         self._lock = lock
         self._begin = begin
+        self._path = path
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
         try:
-            self._conn.execute(self._begin)
+            with located(self._path, "outbox", SETTING):
+                self._conn.execute(self._begin)
         except BaseException:
             self._lock.release()
             raise
@@ -633,9 +649,25 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
-            self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            if exc_type is None:
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as failed:  # e.g. disk full at commit
+                    self._rollback()
+                    raise storage_error(failed, self._path, "outbox", SETTING) from failed
+            else:
+                self._rollback()
         finally:
             self._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise storage_error(exc, self._path, "outbox", SETTING) from exc
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (e.g. after SQLITE_FULL); the error that
+        # caused the rollback is the one worth reporting, not a failing ROLLBACK.
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
 
 def sqlite_path(url: str) -> Path | None:
