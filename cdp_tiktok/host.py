@@ -24,7 +24,7 @@ from cdp_tiktok.plugins import BLOCK_ENV as BLOCK_ENV  # re-exported: host's pub
 from cdp_tiktok.plugins import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
 from cdp_tiktok.plugins import PluginError as PluginError
 from cdp_tiktok.plugins import build_plugin_manager
-from cdp_tiktok.settings import TikTokSettings
+from cdp_tiktok.settings import SettingsError, TikTokSettings
 
 if TYPE_CHECKING:
     from cdp_tiktok.delivery.outbox import Outbox
@@ -138,6 +138,12 @@ class Host:
 
     ``identity`` is the identity store used to enrich events; the default is an
     in-memory store (nothing written to disk), ``None`` disables enrichment.
+
+    The rule for unsendable settings: a host *with* an ``outbox`` enqueues for delivery,
+    so it refuses (:class:`~cdp_tiktok.settings.SettingsError`, naming the destination and
+    the setting) to build when a TikTok destination's settings cannot send: no event
+    source id (pixel code) or no access token. A host *without* an outbox only maps
+    (``cdp-tiktok map``, ``validate``, tests) and needs no credentials.
     """
 
     def __init__(
@@ -169,6 +175,8 @@ class Host:
         self.filters = self._collect_filters()
         self.mapping_dirs = self._collect_mapping_dirs()
         self.destinations = self._collect_destinations()
+        if outbox is not None:
+            self._check_sendable()
 
     # --- plugin discovery ---------------------------------------------------------
 
@@ -239,6 +247,20 @@ class Host:
             destination.state.setdefault("mapping_dirs", self.mapping_dirs)
             destination.state.setdefault("identity", self.identity)
         return found
+
+    def _check_sendable(self) -> None:
+        for destination in self.destinations.values():
+            settings = destination.settings
+            if not isinstance(settings, TikTokSettings):
+                continue
+            try:
+                settings.validate(need_credentials=True)
+            except SettingsError as exc:
+                self.close()
+                raise SettingsError(
+                    f"destination {destination.name!r} cannot deliver, so its events would all "
+                    f"be dead-lettered: {exc}. A Host without an outbox maps without credentials."
+                ) from None
 
     def plugin_info(self) -> list[PluginInfo]:
         """Every registered plugin, where it came from, and the hooks it implements."""

@@ -114,12 +114,13 @@ class TikTokSettings:
         if need_credentials and not self.event_source_id:
             raise SettingsError(
                 "pixel_code (event_source_id) is required: pass --pixel-code, set "
-                "CDP_TIKTOK_PIXEL_CODE, or use --sandbox"
+                "CDP_TIKTOK_PIXEL_CODE (Python: TikTokSettings(event_source_id=...)), or use "
+                "--sandbox"
             )
         if need_credentials and not self.access_token:
             raise SettingsError(
-                "access_token is required: pass --access-token, set CDP_TIKTOK_ACCESS_TOKEN, "
-                "or use --sandbox"
+                "access_token is required: pass --access-token, set CDP_TIKTOK_ACCESS_TOKEN "
+                "(Python: TikTokSettings(access_token=Secret(...))), or use --sandbox"
             )
         if self.lease_seconds <= self.timeout_seconds:
             raise SettingsError("lease_seconds: must be longer than timeout_seconds")

@@ -13,6 +13,7 @@ from cdp_tiktok.destination import Destination
 from cdp_tiktok.events import BatchKey, Outcome, OutgoingEvent, Verdict
 from cdp_tiktok.host import Host, PluginError
 from cdp_tiktok.messages import MessageError
+from cdp_tiktok.settings import TikTokSettings
 
 
 class Recorder:
@@ -238,3 +239,39 @@ def test_plugin_info_lists_builtins_with_their_hooks() -> None:
     assert infos["tiktok"].source == "built-in"
     assert "cdp_on_track" in infos["tiktok"].hooks
     assert "cdp_classify_response" in infos["delivery"].hooks
+
+
+PAGE = {"page": {"url": "https://shop.example/checkout"}}
+
+
+def test_host_with_an_outbox_refuses_unsendable_tiktok_settings() -> None:
+    from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
+    from cdp_tiktok.settings import Secret, SettingsError
+
+    outbox = MemoryOutbox()
+    with pytest.raises(SettingsError, match=r"destination 'TikTok' cannot deliver.*pixel_code"):
+        Host(TikTokSettings(access_token=Secret("t")), outbox=outbox, load_entry_points=False)
+    with pytest.raises(SettingsError, match=r"destination 'TikTok' cannot deliver.*access_token"):
+        Host(TikTokSettings(event_source_id="C1"), outbox=MemoryOutbox(), load_entry_points=False)
+    assert outbox.stats().pending == 0
+    sendable = TikTokSettings(event_source_id="C1", access_token=Secret("t"))
+    with Host(sendable, outbox=MemoryOutbox(), load_entry_points=False) as host:
+        host.track(user_id="u1", event="Order Completed", properties={"revenue": 1}, context=PAGE)
+        assert host.outbox is not None and host.outbox.stats().pending == 1
+
+
+def test_host_without_an_outbox_maps_without_credentials() -> None:
+    with Host(TikTokSettings(), load_entry_points=False) as host:
+        events = host.track(
+            user_id="u1", event="Order Completed", properties={"revenue": 1}, context=PAGE
+        )
+    assert [e.data["event"] for e in events] == ["Purchase"]
+
+
+def test_deliverer_refuses_unsendable_settings() -> None:
+    from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
+    from cdp_tiktok.delivery.worker import Deliverer
+    from cdp_tiktok.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"destination 'TikTok' cannot deliver.*pixel_code"):
+        Deliverer(MemoryOutbox(), {"TikTok": TikTokSettings()})

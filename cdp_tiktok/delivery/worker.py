@@ -36,7 +36,7 @@ from cdp_tiktok.delivery.sender import (
     sub_batch,
 )
 from cdp_tiktok.events import BatchKey, Outcome
-from cdp_tiktok.settings import TikTokSettings
+from cdp_tiktok.settings import SettingsError, TikTokSettings
 from cdp_tiktok.tiktok.payload import ENDPOINT_PATH
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,8 @@ class Deliverer:
     (a killed process's leases expire after ``lease_seconds``). Idle without ``drain``,
     the run sleeps until the outbox's next ready time, at most ``poll_seconds``; a
     backend with ``wait_for_work(timeout)`` (PostgreSQL: LISTEN/NOTIFY) wakes it early.
+    Raises :class:`~cdp_tiktok.settings.SettingsError` at construction when a
+    destination's settings cannot send (no event source id or access token).
     """
 
     def __init__(
@@ -152,6 +154,11 @@ class Deliverer:
             from cdp_tiktok.tiktok.codes import classify as default_classify
 
             classify = default_classify
+        for name, settings in destinations.items():
+            try:
+                settings.validate(need_credentials=True)
+            except SettingsError as exc:
+                raise SettingsError(f"destination {name!r} cannot deliver: {exc}") from None
         self._outbox = outbox
         self._destinations = dict(destinations)
         self._encode = encode
