@@ -3,6 +3,11 @@
 Deterministic (fixed seed), so the shipped file only changes when this script does:
 
     python examples/make_events.py > examples/events.jsonl
+
+The messages carry no ``timestamp``: like a call that Segment receives now, each event
+takes the time it is read, so ``cdp-tiktok send examples/events.jsonl --sandbox`` sends
+fresh events on any date (fixed timestamps would be older than TikTok's 7-day window a
+week after they were written, and every run would warn that all events are stale).
 """
 
 from __future__ import annotations
@@ -11,11 +16,9 @@ import json
 import random
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 SEED = 20261125
-START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 PRODUCTS = [
     {
         "product_id": "507f1f77",
@@ -88,22 +91,14 @@ AGENTS = [
 ]
 
 
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def main() -> None:
     rng = random.Random(SEED)
     out: list[dict[str, Any]] = []
-    clock = START
 
     def message(kind: str, user: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        nonlocal clock
-        clock += timedelta(seconds=rng.randint(5, 400))
         msg: dict[str, Any] = {
             "type": kind,
             "messageId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "timestamp": iso(clock),
             "anonymousId": user["anonymous_id"],
             "context": dict(user["context"]),
         }

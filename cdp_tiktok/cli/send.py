@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import select
+import stat
 import sys
 import threading
 import time
@@ -410,6 +412,31 @@ def _merge_reports(first: Any, second: Any) -> Any:
     )
 
 
+def _input_size(stream: Any) -> int | None:
+    """The byte size of a regular input file, or ``None`` (standard input, a pipe)."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) and info.st_size > 0 else None
+
+
+def _input_position(stream: Any) -> int | None:
+    try:
+        position: int = stream.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return position
+
+
+def _share(position: int, size: int) -> str:
+    return (
+        f"{position / 1e6:.1f}/{size / 1e6:.1f} MB"
+        if size >= 1e6
+        else f"{position // 1000}/{size // 1000} kB"
+    )
+
+
 def _map_and_deliver(
     stream: Any,
     source: str,
@@ -440,33 +467,43 @@ def _map_and_deliver(
             on_wait=lambda text: err.print(f"[yellow]waiting[/yellow]: {text}"),
         )
 
+    size = _input_size(stream)
     with Progress(
         TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[amount]}"),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         console=err,
         transient=False,
     ) as progress:
-        reading = progress.add_task("reading", total=None, detail="")
-        sending = progress.add_task("delivering", total=None, detail="")
+        # A file's bar is its bytes read of its size (known before reading, whatever its
+        # format); standard input has no total, so its bar counts messages.
+        reading = progress.add_task("reading", total=size, amount="", detail="")
+        sending = progress.add_task("delivering", total=0, amount="0/0", detail="")
         base = {"delivered": 0, "dead": 0}
 
         def on_progress(state: Any) -> None:
+            done = base["delivered"] + base["dead"] + state.delivered + state.dead
+            total = max(done, int(progress.tasks[sending].total or 0))
             progress.update(
                 sending,
-                completed=base["delivered"] + base["dead"] + state.delivered + state.dead,
+                completed=done,
+                total=total,
+                amount=f"{done}/{total}",
                 detail=f"delivered {base['delivered'] + state.delivered} · "
                 f"retrying {state.retried} · dead-lettered {base['dead'] + state.dead}",
             )
 
         def on_read(done: IntakeSummary) -> None:
-            progress.update(
-                reading,
-                completed=done.messages,
-                detail=f"{done.events} events · {done.invalid} invalid",
-            )
+            position = _input_position(stream)
+            if size is None or position is None:
+                progress.update(reading, completed=done.messages, amount=f"{done.messages} read")
+            else:
+                progress.update(reading, completed=position, amount=_share(position, size))
+            progress.update(reading, detail=f"{done.events} events · {done.invalid} invalid")
+            known = max(done.events, int(progress.tasks[sending].total or 0))
+            progress.update(sending, total=known)
 
         streaming: dict[str, Any] = {}
         stop = threading.Event()
@@ -503,13 +540,15 @@ def _map_and_deliver(
             stop.set()
             if worker is not None:
                 worker.join()
-        progress.update(reading, total=summary.messages, completed=summary.messages)
+        progress.update(reading, total=size or summary.messages, completed=size or summary.messages)
+        progress.update(reading, amount=f"{summary.messages} messages")
         if "error" in streaming:
             raise streaming["error"]
         first = streaming.get("report")
         if first is not None:
             base.update(delivered=first.delivered, dead=first.dead)
-        progress.update(sending, total=base["delivered"] + base["dead"] + outbox.stats().pending)
+        total = base["delivered"] + base["dead"] + outbox.stats().pending
+        progress.update(sending, total=total, amount=f"{base['delivered'] + base['dead']}/{total}")
         final = deliverer(outbox).run(drain=True, on_progress=on_progress)
         on_progress(final)
     return _merge_reports(first, final)
