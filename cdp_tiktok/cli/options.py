@@ -63,7 +63,8 @@ SETTING_OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--mappings",
         type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help="Mapping directory (default: the packaged default mappings).",
+        help="Mapping directory; it replaces the packaged default mappings (default: those). "
+        "Env: CDP_TIKTOK_MAPPINGS.",
     ),
     click.option(
         "--default-phone-region",
