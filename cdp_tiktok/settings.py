@@ -368,4 +368,10 @@ def load_settings(
         sources[name] = flag
     checked = {k: v for k, v in values.items() if SETTINGS_SCHEMA["properties"].get(k)}
     check_values(checked, lambda name: sources.get(name, "the defaults"))
+    mappings = values.get("mappings")
+    if mappings is not None and not mappings.is_dir():
+        raise SettingsError(
+            f"mappings (from {sources['mappings']}): {str(mappings)!r} is not a directory of "
+            "mapping files"
+        )
     return TikTokSettings(**values)

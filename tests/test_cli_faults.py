@@ -67,6 +67,7 @@ MAPPERS = ("validate", "map", "send")
 HOSTS = ("plugins", "validate", "map", "send")
 """Commands that load plugins."""
 OUTBOX_USERS = ("send", "dlq")
+INPUT_READERS = ("check", "map", "send")
 IDENTITY_USERS = ("send", "identity")
 
 
@@ -81,6 +82,8 @@ class Fault:
     env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
     files: dict[str, str | bytes] = field(default_factory=dict)
+    input: str | None = None
+    """Replaces the input file ``events.jsonl`` of the invocation."""
 
 
 def _truncated_outbox(directory: Path) -> bytes:
@@ -181,6 +184,37 @@ FAULTS = [
         files={"garbage.db": b"this is not SQLite" * 100},
     ),
     Fault(
+        "unsupported outbox URL",
+        OUTBOX_USERS,
+        2,
+        ("unsupported outbox url 'nosuch://x'",),
+        env={"CDP_TIKTOK_OUTBOX": "nosuch://x"},
+        args=("--outbox", "nosuch://x"),
+    ),
+    Fault(
+        "mapping directory that does not exist",
+        MAPPERS,
+        2,
+        ("mappings (from CDP_TIKTOK_MAPPINGS)", "'gone' is not a directory"),
+        env={"CDP_TIKTOK_MAPPINGS": "gone"},
+    ),
+    Fault(
+        "input that is a directory",
+        INPUT_READERS,
+        2,
+        ("adir",),
+        files={"adir/keep": ""},
+        input="adir",
+    ),
+    Fault(
+        "truncated gzip input",
+        ("check",),
+        2,
+        ("cannot read", "cut.jsonl.gz"),
+        files={"cut.jsonl.gz": b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\x56"},
+        input="cut.jsonl.gz",
+    ),
+    Fault(
         "a plugin that fails to load",
         HOSTS,
         2,
@@ -204,6 +238,8 @@ OPTION_OWNERS = {"--outbox": ("send",), "--identity": ("send",)}
 
 def _argv(command: str, fault: Fault) -> list[str]:
     argv = list(INVOCATIONS[command])
+    if fault.input is not None:
+        argv = [fault.input if arg == "events.jsonl" else arg for arg in argv]
     args = list(fault.args)
     if args and args[0] in OPTION_OWNERS and command not in OPTION_OWNERS[args[0]]:
         args = []
