@@ -235,6 +235,13 @@ _MESSAGES: Final[Mapping[str, str]] = {
 """One sentence per JSON Schema keyword, instead of jsonschema's wording."""
 
 
+_NUMBERS: Final[Mapping[str, tuple[Any, str]]] = {
+    "int": (int, "a whole number"),
+    "float": (float, "a number"),
+}
+"""How a number-typed setting is read from text or YAML, and what the error calls it."""
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
     if value is None:
@@ -244,20 +251,18 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return value if isinstance(value, Secret) else Secret(str(value))
         if name == "mappings":
             return Path(value)
-        if kind in ("int", "int | None"):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError(f"expected a whole number, got {value!r}")
+        number = _NUMBERS.get(kind.removesuffix(" | None"))
+        if number is not None:
+            convert, wanted = number
+            whole = convert is int
+            if isinstance(value, bool) or (
+                whole and isinstance(value, float) and not value.is_integer()
+            ):
+                raise TypeError(f"expected {wanted}, got {value!r}")
             try:
-                return int(value)
+                return convert(value)
             except ValueError:
-                raise ValueError(f"expected a whole number, got {value!r}") from None
-        if kind in ("float", "float | None"):
-            if isinstance(value, bool):
-                raise TypeError(f"expected a number, got {value!r}")
-            try:
-                return float(value)
-            except ValueError:
-                raise ValueError(f"expected a number, got {value!r}") from None
+                raise ValueError(f"expected {wanted}, got {value!r}") from None
         if kind in ("bool", "bool | None"):
             if isinstance(value, bool):
                 return value
