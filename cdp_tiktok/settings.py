@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -207,7 +207,7 @@ def _schema_view(settings: TikTokSettings) -> dict[str, Any]:
     }
 
 
-def check_values(values: Mapping[str, Any], source_of: Any) -> None:
+def check_values(values: Mapping[str, Any], source_of: Callable[[str], str]) -> None:
     """Raise :class:`SettingsError` for the first value that breaks :data:`SETTINGS_SCHEMA`,
     naming the setting and ``source_of(name)`` (a file:line, variable or flag)."""
     error = next(iter(sorted(_VALIDATOR.iter_errors(dict(values)), key=str)), None)

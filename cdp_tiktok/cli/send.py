@@ -482,10 +482,11 @@ def _map_and_deliver(
         reading = progress.add_task("reading", total=size, amount="", detail="")
         sending = progress.add_task("delivering", total=0, amount="0/0", detail="")
         base = {"delivered": 0, "dead": 0}
+        expected = {"events": 0}  # the delivery bar's total: events produced so far
 
         def on_progress(state: Any) -> None:
             done = base["delivered"] + base["dead"] + state.delivered + state.dead
-            total = max(done, int(progress.tasks[sending].total or 0))
+            total = expected["events"] = max(done, expected["events"])
             progress.update(
                 sending,
                 completed=done,
@@ -502,8 +503,8 @@ def _map_and_deliver(
             else:
                 progress.update(reading, completed=position, amount=_share(position, size))
             progress.update(reading, detail=f"{done.events} events · {done.invalid} invalid")
-            known = max(done.events, int(progress.tasks[sending].total or 0))
-            progress.update(sending, total=known)
+            expected["events"] = max(done.events, expected["events"])
+            progress.update(sending, total=expected["events"])
 
         streaming: dict[str, Any] = {}
         stop = threading.Event()
@@ -547,7 +548,7 @@ def _map_and_deliver(
         first = streaming.get("report")
         if first is not None:
             base.update(delivered=first.delivered, dead=first.dead)
-        total = base["delivered"] + base["dead"] + outbox.stats().pending
+        total = expected["events"] = base["delivered"] + base["dead"] + outbox.stats().pending
         progress.update(sending, total=total, amount=f"{base['delivered'] + base['dead']}/{total}")
         final = deliverer(outbox).run(drain=True, on_progress=on_progress)
         on_progress(final)
