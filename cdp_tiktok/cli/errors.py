@@ -22,6 +22,8 @@ DATA_ERROR: Final = 1
 INTERNAL_ERROR: Final = 70
 """Exit status of an unexpected error (a bug): ``EX_SOFTWARE`` of sysexits.h."""
 REPORT_TO: Final = "the cdp_tiktok issue tracker"
+MAX_DETAIL: Final = 300
+"""Characters of an unexpected error's own message kept in the one-line report."""
 
 
 class CommandError(click.ClickException):
@@ -67,8 +69,11 @@ def translate(exc: Exception) -> CommandError:
     for kind, (code, describe) in _known().items():
         if isinstance(exc, kind):
             return CommandError(describe(exc), code)
+    text = str(exc)
+    if len(text) > MAX_DETAIL:
+        text = text[: MAX_DETAIL - 1] + "…"
     return CommandError(
-        f"unexpected {type(exc).__name__}: {exc}. This is a bug in cdp_tiktok or a plugin: "
+        f"unexpected {type(exc).__name__}: {text}. This is a bug in cdp_tiktok or a plugin: "
         f"run the command again with --debug (or {DEBUG_ENV}=1) to see the traceback, and "
         f"report it with that output to {REPORT_TO}.",
         INTERNAL_ERROR,

@@ -306,12 +306,9 @@ def send(
     if sandbox:
         settings = sandbox_settings(settings, outbox=outbox_url, identity=identity_url)
     from cdp_tiktok.destinations import check_destinations
-    from cdp_tiktok.settings import SettingsError
 
-    try:
-        check_destinations(settings, need_credentials=not (dry_run or sandbox))
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+    # SettingsError: one Error: line, exit 2 (cdp_tiktok.cli.errors)
+    check_destinations(settings, need_credentials=not (dry_run or sandbox))
 
     if sandbox and not dry_run:
         err.print(
