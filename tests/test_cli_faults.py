@@ -54,20 +54,23 @@ INVOCATIONS: dict[str, list[str]] = {
     "sandbox": ["sandbox", "--port", "0"],
     "send": ["send", "events.jsonl", "--sandbox"],
     "dlq": ["dlq", "list"],
+    "conformance": ["conformance"],
+    "init": ["init", "scaffold"],
+    "report": ["report", "events.jsonl"],
 }
 """A normal invocation of each command (run in a directory holding events.jsonl)."""
 CLI = [sys.executable, "-c", "from cdp_tiktok.cli import main; main()"]
 """The command line in a child process (for faults that need a real process)."""
 
-SETTINGS_READERS = ("validate", "map", "send", "dlq", "identity")
+SETTINGS_READERS = ("validate", "map", "send", "dlq", "identity", "conformance", "report")
 """Commands that read the settings (environment, and the settings file where they take one)."""
-SETTINGS_FILE_READERS = ("validate", "map", "send", "dlq")
-MAPPERS = ("validate", "map", "send")
+SETTINGS_FILE_READERS = ("validate", "map", "send", "dlq", "conformance", "report")
+MAPPERS = ("validate", "map", "send", "conformance", "report")
 """Commands with the mapping options (--default-phone-region, --event-source...)."""
-HOSTS = ("plugins", "validate", "map", "send")
+HOSTS = ("plugins", "validate", "map", "send", "conformance", "report")
 """Commands that load plugins."""
 OUTBOX_USERS = ("send", "dlq")
-INPUT_READERS = ("check", "map", "send")
+INPUT_READERS = ("check", "map", "send", "report")
 IDENTITY_USERS = ("send", "identity")
 
 
@@ -213,6 +216,13 @@ FAULTS = [
         ("cannot read", "cut.jsonl.gz"),
         files={"cut.jsonl.gz": b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\x56"},
         input="cut.jsonl.gz",
+    ),
+    Fault(
+        "init into a directory that is not empty",
+        ("init",),
+        2,
+        ("scaffold already exists and is not empty",),
+        files={"scaffold/notes.txt": "mine"},
     ),
     Fault(
         "a plugin that fails to load",
@@ -392,6 +402,8 @@ def test_store_in_read_only_directory(
     url = "sqlite:///ro/store.db"
     result = CliRunner().invoke(main, ["send", "events.jsonl", "--sandbox", option, url])
     assert_one_located_sentence(result, 1, says)
+    scaffold = CliRunner().invoke(main, ["init", "ro/scaffold"])
+    assert_one_located_sentence(scaffold, 1, ("cannot create ro/scaffold",))
     deeper = CliRunner().invoke(
         main, ["send", "events.jsonl", "--sandbox", option, "sqlite:///ro/a/b.db"]
     )
