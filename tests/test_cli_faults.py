@@ -210,14 +210,6 @@ FAULTS = [
         input="adir",
     ),
     Fault(
-        "truncated gzip input",
-        ("check",),
-        2,
-        ("cannot read", "cut.jsonl.gz"),
-        files={"cut.jsonl.gz": b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\x56"},
-        input="cut.jsonl.gz",
-    ),
-    Fault(
         "init into a directory that is not empty",
         ("init",),
         2,
