@@ -57,19 +57,37 @@ INVOCATIONS: dict[str, list[str]] = {
     "conformance": ["conformance"],
     "init": ["init", "scaffold"],
     "report": ["report", "events.jsonl"],
+    "outbox": ["outbox", "status"],
+    "worker": ["worker"],
 }
-"""A normal invocation of each command (run in a directory holding events.jsonl)."""
+"""A normal invocation of each command (run in a directory holding events.jsonl). ``sandbox``
+and ``worker`` serve until stopped: every fault they are run on must stop them first."""
+COMMAND_ENV: dict[str, dict[str, str]] = {
+    "worker": {"CDP_TIKTOK_PIXEL_CODE": "C1", "CDP_TIKTOK_ACCESS_TOKEN": "token"},
+}
+"""Variables a command needs besides the fault (the worker refuses to start without them)."""
 CLI = [sys.executable, "-c", "from cdp_tiktok.cli import main; main()"]
 """The command line in a child process (for faults that need a real process)."""
 
-SETTINGS_READERS = ("validate", "map", "send", "dlq", "identity", "conformance", "report")
+SETTINGS_READERS = (
+    *("validate", "map", "send", "dlq", "identity", "conformance", "report", "outbox", "worker"),
+)
 """Commands that read the settings (environment, and the settings file where they take one)."""
-SETTINGS_FILE_READERS = ("validate", "map", "send", "dlq", "conformance", "report")
+SETTINGS_FILE_READERS = (
+    "validate",
+    "map",
+    "send",
+    "dlq",
+    "conformance",
+    "report",
+    "outbox",
+    "worker",
+)
 MAPPERS = ("validate", "map", "send", "conformance", "report")
 """Commands with the mapping options (--default-phone-region, --event-source...)."""
 HOSTS = ("plugins", "validate", "map", "send", "conformance", "report")
 """Commands that load plugins."""
-OUTBOX_USERS = ("send", "dlq")
+OUTBOX_USERS = ("send", "dlq", "outbox", "worker")
 INPUT_READERS = ("check", "map", "send", "report")
 IDENTITY_USERS = ("send", "identity")
 
@@ -91,7 +109,7 @@ class Fault:
 
 def _truncated_outbox(directory: Path) -> bytes:
     """The first half of a real outbox file holding delivered events."""
-    from cdp_tiktok.delivery.outbox import open_outbox
+    from cdp_tiktok.backends import open_outbox
     from cdp_tiktok.events import BatchKey, OutgoingEvent
 
     path = directory / "whole.db"
@@ -302,7 +320,8 @@ def test_fault_is_one_located_sentence(
             target.write_text(content)
     if (workdir / "plugins").is_dir():
         monkeypatch.syspath_prepend(str(workdir / "plugins"))
-    result = CliRunner().invoke(main, _argv(command, fault), env=fault.env)
+    env = {**COMMAND_ENV.get(command, {}), **fault.env}
+    result = CliRunner().invoke(main, _argv(command, fault), env=env)
     assert_one_located_sentence(result, fault.exit_code, fault.says)
 
 
@@ -310,14 +329,13 @@ def test_every_command_runs_without_the_faults(workdir: Path) -> None:
     """The invocations of the table succeed on their own, so the faults are what fails."""
     runner = CliRunner()
     for command, argv in INVOCATIONS.items():
-        if command in ("sandbox", "dlq"):
-            continue  # sandbox serves until stopped; dlq needs an outbox (made by send)
+        if command in ("sandbox", "worker", "dlq", "outbox"):
+            continue  # sandbox and worker serve until stopped; dlq/outbox need send's outbox
         result = runner.invoke(main, argv)
         assert result.exit_code == 0, (command, result.output)
-    result = runner.invoke(
-        main, ["dlq", "--outbox", "sqlite:///cdp_tiktok_sandbox_outbox.db", "list"]
-    )
-    assert result.exit_code == 0, result.output
+    for argv in (["dlq", "--sandbox", "list"], ["outbox", "--sandbox", "status"]):
+        result = runner.invoke(main, argv)
+        assert result.exit_code == 0, (argv, result.output)
 
 
 @pytest.mark.parametrize(
@@ -423,7 +441,7 @@ def _fill(directory: Path, leave: int) -> Path:
 
 
 def test_full_disk_names_the_file_and_keeps_what_was_stored(small_disk: Path) -> None:
-    from cdp_tiktok.delivery.outbox import open_outbox
+    from cdp_tiktok.backends import open_outbox
 
     stores = ["--outbox", "sqlite:///disk/out.db", "--identity", "sqlite:///disk/id.db"]
     first = subprocess.run(

@@ -47,6 +47,7 @@ def _mapping_problems(exc: BaseException) -> str:
 
 def _known() -> Mapping[type[BaseException], tuple[int, Callable[[BaseException], str]]]:
     # Imported here: `cdp-tiktok --help` must not import the whole package.
+    from cdp_tiktok.backends import BackendError
     from cdp_tiktok.host import PluginError
     from cdp_tiktok.mapping.problems import MappingLoadError
     from cdp_tiktok.messages import MessageError
@@ -56,6 +57,7 @@ def _known() -> Mapping[type[BaseException], tuple[int, Callable[[BaseException]
     return {
         SettingsError: (CONFIG_ERROR, str),
         PluginError: (CONFIG_ERROR, str),
+        BackendError: (CONFIG_ERROR, str),
         MappingLoadError: (CONFIG_ERROR, _mapping_problems),
         StorageError: (DATA_ERROR, str),
         MessageError: (DATA_ERROR, str),
