@@ -273,5 +273,5 @@ def test_deliverer_refuses_unsendable_settings() -> None:
     from cdp_tiktok.delivery.worker import Deliverer
     from cdp_tiktok.settings import SettingsError
 
-    with pytest.raises(SettingsError, match=r"destination 'TikTok' cannot deliver.*pixel_code"):
+    with pytest.raises(SettingsError, match=r"destination 'TikTok' cannot deliver.*access_token"):
         Deliverer(MemoryOutbox(), {"TikTok": TikTokSettings()})

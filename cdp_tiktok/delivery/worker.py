@@ -128,7 +128,8 @@ class Deliverer:
     the run sleeps until the outbox's next ready time, at most ``poll_seconds``; a
     backend with ``wait_for_work(timeout)`` (PostgreSQL: LISTEN/NOTIFY) wakes it early.
     Raises :class:`~cdp_tiktok.settings.SettingsError` at construction when a
-    destination's settings cannot send (no event source id or access token).
+    destination's settings cannot send (no access token; the event source id is in each
+    event's key).
     """
 
     def __init__(
@@ -155,10 +156,13 @@ class Deliverer:
 
             classify = default_classify
         for name, settings in destinations.items():
-            try:
-                settings.validate(need_credentials=True)
-            except SettingsError as exc:
-                raise SettingsError(f"destination {name!r} cannot deliver: {exc}") from None
+            # The event source id travels in each event's key; the token is per destination.
+            if not settings.access_token:
+                raise SettingsError(
+                    f"destination {name!r} cannot deliver: access_token is required: pass "
+                    "--access-token, set CDP_TIKTOK_ACCESS_TOKEN (Python: "
+                    "TikTokSettings(access_token=Secret(...)))"
+                )
         self._outbox = outbox
         self._destinations = dict(destinations)
         self._encode = encode
