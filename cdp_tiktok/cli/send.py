@@ -539,7 +539,8 @@ def _map_and_deliver(
             if worker is not None:
                 worker.join()
         progress.update(reading, total=size or summary.messages, completed=size or summary.messages)
-        progress.update(reading, amount=f"{summary.messages} messages")
+        read = f"{summary.messages} messages" + (f", {_share(size, size)}" if size else "")
+        progress.update(reading, amount=read)
         if "error" in streaming:
             raise streaming["error"]
         first = streaming.get("report")
