@@ -122,10 +122,11 @@ def test_any_ecommerce_message(
 
 
 def test_generated_ecommerce_messages_do_produce_events(hosts: dict[str, Host]) -> None:
-    """Guards the properties above against vacuity."""
+    """Guards the properties above against vacuity (derandomized: a vacuity guard must
+    not depend on the run's seed, or a random local run could draw no Purchase)."""
     produced: set[str] = set()
 
-    @settings(max_examples=200)
+    @settings(max_examples=200, derandomize=True, database=None)
     @given(ecommerce_track_messages())
     def collect(raw: dict[str, Any]) -> None:
         for event in hosts["web"].process(_with_page(raw)):
