@@ -1,7 +1,7 @@
 """The PostgreSQL identity store shared by separate processes (one identify, one track).
 
-The issue's test runs two ``serve`` processes; ``serve`` is not on this branch, so two
-separate Python processes, each with its own ``Host`` on the same database, stand in.
+Two separate Python processes, each with its own ``Host`` on the same database; the same
+through two real ``serve`` processes over HTTP is tests/test_serve_postgres.py.
 """
 
 from __future__ import annotations

@@ -31,8 +31,11 @@ BANNER = re.compile(r"listening on (http://\S+)")
 
 
 @contextmanager
-def serve_process(tmp_path: Path, endpoint: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """A ``cdp-tiktok serve`` subprocess and its URL (read from its banner line)."""
+def serve_process(
+    tmp_path: Path, endpoint: str, *, outbox: str | None = None, identity: str | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A ``cdp-tiktok serve`` subprocess and its URL (read from its banner line); its
+    outbox and identity store are SQLite files in ``tmp_path`` unless urls are given."""
     command = [
         sys.executable,
         "-m",
@@ -49,9 +52,9 @@ def serve_process(tmp_path: Path, endpoint: str) -> Iterator[tuple[subprocess.Po
         "--pixel-code",
         SANDBOX_PIXEL_CODE,
         "--outbox",
-        f"sqlite:///{tmp_path / 'outbox.db'}",
+        outbox or f"sqlite:///{tmp_path / 'outbox.db'}",
         "--identity",
-        f"sqlite:///{tmp_path / 'identity.db'}",
+        identity or f"sqlite:///{tmp_path / 'identity.db'}",
         "--log-level",
         "warning",
     ]
