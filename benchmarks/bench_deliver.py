@@ -62,6 +62,7 @@ from cdp_tiktok.tiktok.payload import ENDPOINT_PATH, build_request, encode_reque
 
 GOAL_EVENTS_PER_SECOND = 20_000
 GOAL_RATIO = 2.0
+WHOLE_PATH_GOAL_RATIO = 1.3  # issue 13's aim, reported beside issue 5's goal
 GOAL_PEAK_RSS_MB = 300
 KEY = BatchKey("TikTok", "web", SANDBOX_PIXEL_CODE, None)
 EVENTS = ["CompletePayment", "AddToCart", "ViewContent", "InitiateCheckout", "Pageview"]
@@ -361,8 +362,10 @@ def throughput(args: argparse.Namespace) -> int:
           f"events/s ({_range(base_rates, ',.0f')})")  # fmt: skip
     print(f"end to end (JSONL -> outbox -> sandbox): median {median_rate:>7,.0f} events/s "
           f"({_range(rates, ',.0f')}; goal >= {GOAL_EVENTS_PER_SECOND:,})")  # fmt: skip
+    whole_path = "met" if median_ratio <= WHOLE_PATH_GOAL_RATIO else "NOT met"
     print(f"ratio end-to-end / baseline time (per round):  median {median_ratio:.2f}x "
-          f"({_range(ratios, '.2f')}; goal <= {GOAL_RATIO}x)")  # fmt: skip
+          f"({_range(ratios, '.2f')}; goal <= {GOAL_RATIO}x; issue 13 aims at <= "
+          f"{WHOLE_PATH_GOAL_RATIO}x: {whole_path})")  # fmt: skip
     print(summary_note(loads))
     ok = median_rate >= GOAL_EVENTS_PER_SECOND and median_ratio <= GOAL_RATIO
     print("goals met (median)" if ok else "GOALS NOT MET (median)")
