@@ -180,12 +180,10 @@ def run_send(path: Path, work: Path, events: int) -> Run:
     return Run(run.wall, run.cpu, run.peak_mib, run.load, events)
 
 
-def spread(values: Sequence[float], unit: str = " s") -> str:
-    ordered = sorted(values)
-    return (
-        f"{ordered[0]:.2f}/{statistics.median(ordered):.2f}/{ordered[-1]:.2f}{unit}"
-        " (min/median/max)"
-    )
+def spread(seconds: Sequence[float]) -> str:
+    """``1.20/1.31/1.90 s (min/median/max)``."""
+    low, middle, high = min(seconds), statistics.median(seconds), max(seconds)
+    return f"{low:.2f}/{middle:.2f}/{high:.2f} s (min/median/max)"
 
 
 def verdict(ok: bool) -> str:
