@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import jsonschema
 from cdp_tiktok.mapping.defaults import default_mapping_dir
 from cdp_tiktok.mapping.loader import load_yaml
 from cdp_tiktok.mapping.problems import Problem, Reporter
+from cdp_tiktok.packaged_schemas import packaged_schema, packaged_validator
 from cdp_tiktok.settings import SettingsError, TikTokSettings, load_settings
 
 CASES_FOLDER = "golden"
@@ -34,19 +32,13 @@ _SETTING_ALIASES = {"pixel_code": "event_source_id"}
 _SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(TikTokSettings))
 
 
-@cache
 def case_schema() -> dict[str, Any]:
     """The JSON Schema of a golden-case file (``cases.schema.json``)."""
-    text = resources.files("cdp_tiktok.conformance").joinpath("cases.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return packaged_schema("cdp_tiktok.conformance", "cases.schema.json")
 
 
-@cache
 def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.validators.validator_for(case_schema())
-    validator: jsonschema.protocols.Validator = cls(case_schema())
-    return validator
+    return packaged_validator("cdp_tiktok.conformance", "cases.schema.json")
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +31,7 @@ from cdp_tiktok.mapping.loader import load_yaml_recovering
 from cdp_tiktok.mapping.problems import MappingLoadError, Problem, Reporter
 from cdp_tiktok.mapping.triggers import Trigger, compile_trigger
 from cdp_tiktok.matchkeys import MatchKeyNormalizer, MatchKeyPolicy
+from cdp_tiktok.packaged_schemas import packaged_schema, packaged_validator
 from cdp_tiktok.settings import TikTokSettings
 from cdp_tiktok.tiktok.catalog import name_key
 
@@ -52,19 +50,13 @@ RULE_KEYS: Final = frozenset(
 _CANDIDATE_CACHE: Final = 4096
 
 
-@cache
 def file_schema() -> dict[str, Any]:
     """The JSON Schema of a mapping file (``schema.json``, shipped with the package)."""
-    text = resources.files("cdp_tiktok.mapping").joinpath("schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return packaged_schema("cdp_tiktok.mapping", "schema.json")
 
 
-@cache
 def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.validators.validator_for(file_schema())
-    validator: jsonschema.protocols.Validator = cls(file_schema())
-    return validator
+    return packaged_validator("cdp_tiktok.mapping", "schema.json")
 
 
 @dataclass(frozen=True)
