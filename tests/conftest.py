@@ -10,8 +10,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -34,3 +37,13 @@ def require_service(available: bool, reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"required service unavailable (CDP_TIKTOK_REQUIRE_SERVICES=1): {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """A CLI runner in a fresh working directory, with no ``CDP_TIKTOK_*`` credentials or
+    stores inherited from the environment (a test file may define its own ``runner``)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("ACCESS_TOKEN", "PIXEL_CODE", "OUTBOX", "IDENTITY", "ENDPOINT", "SETTINGS"):
+        monkeypatch.delenv(f"CDP_TIKTOK_{name}", raising=False)
+    yield CliRunner()

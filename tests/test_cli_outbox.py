@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from cdp_tiktok.cli import main
@@ -43,14 +41,6 @@ def _send(source: str, server: SandboxServer, pixel: str, *extra: str) -> list[s
         "send", source, "--endpoint", server.url, "--access-token", SANDBOX_ACCESS_TOKEN,
         "--pixel-code", pixel, "--outbox", "sqlite:///out.db", "--identity", "memory://", *extra,
     ]  # fmt: skip
-
-
-@pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.chdir(tmp_path)
-    for name in ("ACCESS_TOKEN", "PIXEL_CODE", "OUTBOX", "IDENTITY", "ENDPOINT", "SETTINGS"):
-        monkeypatch.delenv(f"CDP_TIKTOK_{name}", raising=False)
-    yield CliRunner()
 
 
 def _status(runner: CliRunner) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,6 @@ def _send_args(source: str, endpoint: str, token: str, outbox: str) -> list[str]
         "send", source, "--endpoint", endpoint, "--access-token", token,
         "--pixel-code", PIXEL, "--outbox", outbox, "--identity", "memory://",
     ]  # fmt: skip
-
-
-@pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.chdir(tmp_path)
-    for name in ("ACCESS_TOKEN", "PIXEL_CODE", "OUTBOX", "IDENTITY", "ENDPOINT", "SETTINGS"):
-        monkeypatch.delenv(f"CDP_TIKTOK_{name}", raising=False)
-    yield CliRunner()
 
 
 def test_readme_main_command_delivers_every_example_event(

@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import shutil
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -48,8 +47,6 @@ def test_example_messages_take_the_time_they_are_read() -> None:
 
 
 def test_progress_total_is_known_for_files(example_dir: Path) -> None:
-    if int(metadata.version("rich").split(".")[0]) < 14:
-        pytest.skip("rich < 14 has no TTY_INTERACTIVE switch to render live progress")
     live = {"TTY_INTERACTIVE": "1", "TTY_COMPATIBLE": "1", "COLUMNS": "120"}
     result = CliRunner().invoke(main, shlex.split(MAIN_COMMAND)[1:], env=live)
     assert result.exit_code == 0, result.output
