@@ -4,11 +4,18 @@ Accepted events are kept in memory as the request bodies they arrived in (bytes)
 as decoded objects: a body is a few hundred bytes per event where the decoded dicts take
 several kilobytes, and a large live heap of small objects would make every garbage
 collection, and so every request, slower. :meth:`EventStore.events` decodes on demand.
+
+The de-duplication keys of every accepted event are kept in :class:`SeenKeys`, a private
+temporary SQLite database (16-byte digests; SQLite's page cache bounds the memory it
+takes and spills the rest to a temporary file), so memory does not grow with the events
+a long run sends.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -21,6 +28,58 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 DEFAULT_MEMORY_LIMIT = 100_000
 """Events the sandbox keeps in memory for ``/sandbox/events`` unless told otherwise."""
+_LOOKUP_CHUNK = 500
+"""Keys per ``IN (...)`` query (well under SQLite's variable limit)."""
+
+
+def _digest(source_id: str, event: str, event_id: str) -> bytes:
+    key = "\x00".join((source_id, event, event_id)).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(key, digest_size=16).digest()
+
+
+class SeenKeys:
+    """The set of (event_source_id, event, event_id) keys accepted so far, on disk.
+
+    Not thread-safe: the caller serialises calls (``EventStore`` holds its lock).
+    """
+
+    def __init__(self) -> None:
+        # "" is a private temporary database, deleted when the connection closes.
+        self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
+
+    def add_new(self, keys: Sequence[tuple[str, str, str] | None]) -> list[int]:
+        """Add ``keys`` in order (``None``: an event without an id, never a duplicate);
+        return the positions of the keys already seen, earlier in ``keys`` included."""
+        digests = [None if key is None else _digest(*key) for key in keys]
+        wanted = list({d for d in digests if d is not None})
+        known: set[bytes] = set()
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk)
+            known.update(row[0] for row in rows)
+        duplicates: list[int] = []
+        fresh: list[tuple[bytes]] = []
+        for position, digest in enumerate(digests):
+            if digest is None:
+                continue
+            if digest in known:
+                duplicates.append(position)
+            else:
+                known.add(digest)
+                fresh.append((digest,))
+        if fresh:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO seen (key) VALUES (?)", fresh)
+            self._db.execute("COMMIT")
+        return duplicates
+
+    def clear(self) -> None:
+        """Forget every key."""
+        self._db.execute("DELETE FROM seen")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +160,7 @@ class EventStore:
         self._requests: deque[_Accepted] = deque()
         self._kept_from = 0  # the lowest seq still held in memory
         self._next_seq = 0
-        self._seen: set[tuple[str, str, str]] = set()
+        self._seen = SeenKeys()
         self._counts: dict[str, int] = dict.fromkeys(SandboxStats().as_dict(), 0)
         self._file: IO[str] | None = None
         if record_path is not None:
@@ -123,18 +182,12 @@ class EventStore:
         list); return how many of its events were duplicates."""
         source_id: str = envelope["event_source_id"]
         now = time.time()
-        duplicates: list[int] = []
+        keys = [
+            None if item.get("event_id") is None else (source_id, item["event"], item["event_id"])
+            for item in data
+        ]
         with self.lock:
-            seen = self._seen
-            for position, item in enumerate(data):
-                event_id = item.get("event_id")
-                if event_id is None:
-                    continue
-                key = (source_id, item["event"], event_id)
-                if key in seen:
-                    duplicates.append(position)
-                else:
-                    seen.add(key)
+            duplicates = self._seen.add_new(keys)
             accepted = _Accepted(
                 first=self._next_seq,
                 count=len(data),
@@ -212,7 +265,7 @@ class EventStore:
             self._counts = dict.fromkeys(self._counts, 0)
 
     def close(self) -> None:
-        """Close the record file."""
+        """Close the record file (counters and de-duplication keys stay, for a restart)."""
         with self.lock:
             if self._file is not None:
                 self._file.close()
