@@ -27,7 +27,7 @@ from cdp_tiktok.cli.options import (
 )
 from cdp_tiktok.delivery.destinations import delivery_settings
 from cdp_tiktok.events import MapResult, OutgoingEvent
-from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, TikTokSettings
+from cdp_tiktok.settings import TikTokSettings
 
 ENQUEUE_CHUNK = 1000
 ENQUEUE_LINGER = 0.2
@@ -199,9 +199,10 @@ def _sandbox(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield None
         return
-    from cdp_tiktok.sandbox.server import SandboxServer
+    from cdp_tiktok.sandbox.child import SandboxProcess
 
-    with SandboxServer(access_token=SANDBOX_ACCESS_TOKEN) as server:
+    # its own process, so serving it does not take this one's core and GIL
+    with SandboxProcess() as server:
         yield server
 
 
