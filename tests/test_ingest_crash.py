@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,10 +32,17 @@ BANNER = re.compile(r"listening on (http://\S+)")
 
 @contextmanager
 def serve_process(
-    tmp_path: Path, endpoint: str, *, outbox: str | None = None, identity: str | None = None
+    tmp_path: Path,
+    endpoint: str,
+    *,
+    outbox: str | None = None,
+    identity: str | None = None,
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A ``cdp-tiktok serve`` subprocess and its URL (read from its banner line); its
-    outbox and identity store are SQLite files in ``tmp_path`` unless urls are given."""
+    outbox and identity store are SQLite files in ``tmp_path`` unless urls are given;
+    ``options`` and ``env`` are added to its command line and environment."""
     command = [
         sys.executable,
         "-m",
@@ -57,6 +64,7 @@ def serve_process(
         identity or f"sqlite:///{tmp_path / 'identity.db'}",
         "--log-level",
         "warning",
+        *options,
     ]
     # A short lease, so the records the killed process had claimed come back quickly.
     env = {
@@ -64,6 +72,7 @@ def serve_process(
         "CDP_TIKTOK_DEFAULT_PAGE_URL": PAGE_URL,
         "CDP_TIKTOK_LEASE_SECONDS": "4",
         "CDP_TIKTOK_TIMEOUT_SECONDS": "2",
+        **(env or {}),
     }
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
+import os
 import socket
 import sqlite3
 import sys
@@ -68,6 +70,14 @@ def _configure_logging(level: str) -> None:
 )
 @click.option("--no-worker", is_flag=True, help="Run the intake alone (deliver with `worker`).")
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Intake processes on the one port (each with its own pipeline and, unless "
+    "--no-worker, delivery worker); metrics are summed over them.",
+)
+@click.option(
     "--intake-message-bytes",
     type=int,
     help="Largest message over HTTP, in a batch too (default 32768; intake.max_message_bytes).",
@@ -99,6 +109,7 @@ def serve(
     port: int,
     write_keys: tuple[str, ...],
     no_worker: bool,
+    workers: int,
     intake_message_bytes: int | None,
     intake_batch_bytes: int | None,
     cors_origins: tuple[str, ...],
@@ -148,6 +159,7 @@ def serve(
 
     from cdp_tiktok.ingest.app import create_app
     from cdp_tiktok.ingest.service import open_service
+    from cdp_tiktok.ingest.workers import ServiceApp, forget_process, metrics_directory, run_workers
     from cdp_tiktok.mapping.problems import MappingLoadError
 
     with contextlib.ExitStack() as stack:
@@ -158,7 +170,13 @@ def serve(
             settings = dataclasses.replace(settings, endpoint=server.url)
         deliveries = destination_settings(settings, access_token=token)
         try:
-            service = open_service(settings, deliveries, config, stack, worker=not no_worker)
+            if workers == 1:
+                service = open_service(settings, deliveries, config, stack, worker=not no_worker)
+            else:  # each process opens its own; open once here so that errors stop the start
+                metrics_dir = stack.enter_context(metrics_directory())
+                with contextlib.ExitStack() as check:
+                    open_service(settings, deliveries, config, check, worker=False)
+                forget_process(metrics_dir, os.getpid())
         except MappingLoadError as exc:
             for problem in exc.problems:
                 click.echo(str(problem), err=True)
@@ -174,8 +192,26 @@ def serve(
         banner = (
             f"cdp-tiktok serve: listening on http://{shown}:{bound_port} "
             f"({len(config.write_keys)} write keys; destinations "
-            f"{', '.join(sorted(deliveries))}; worker {'off' if no_worker else 'on'})"
+            f"{', '.join(sorted(deliveries))}; worker {'off' if no_worker else 'on'}"
+            f"{f'; {workers} processes' if workers > 1 else ''})"
         )
+        uvicorn_options: dict[str, Any] = {
+            "log_config": None,
+            "access_log": False,
+            "log_level": log_level,
+            "lifespan": "on",
+            "timeout_graceful_shutdown": 10,
+        }
+        if workers > 1:
+            app = ServiceApp(
+                settings,
+                deliveries,
+                config,
+                worker=not no_worker,
+                prepare=functools.partial(_configure_logging, log_level),
+            )
+            run_workers(app, sock, workers, uvicorn_options, lambda: click.echo(banner, err=True))
+            return
 
         class _Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
@@ -188,12 +224,4 @@ def serve(
                 if not self.should_exit:
                     click.echo(banner, err=True)
 
-        uv_config = uvicorn.Config(
-            create_app(service),
-            log_config=None,
-            access_log=False,
-            log_level=log_level,
-            lifespan="on",
-            timeout_graceful_shutdown=10,
-        )
-        _Server(uv_config).run(sockets=[sock])
+        _Server(uvicorn.Config(create_app(service), **uvicorn_options)).run(sockets=[sock])

@@ -5,6 +5,9 @@ write key, ``type`` a Segment call type, ``event`` a TikTok event name from the
 mapping rules, ``reason`` a refusal code of :mod:`.body` or :mod:`.pipeline`, ``code``
 TikTok's answer code (or ``http_<status>`` / ``network`` when there was none).
 docs/operations.md explains each metric.
+
+With ``serve --workers N`` every process counts into prometheus-client's multiprocess
+files (``PROMETHEUS_MULTIPROC_DIR``) and a scrape sums the files of all processes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from cdp_tiktok.delivery.outbox import OutboxStats
@@ -41,10 +45,18 @@ class _OutboxCollector(Collector):
 
 
 class ServiceMetrics:
-    """Every metric ``serve`` exposes on ``GET /metrics``."""
+    """Every metric ``serve`` exposes on ``GET /metrics``.
 
-    def __init__(self) -> None:
+    With ``multiprocess_dir`` (the process's ``PROMETHEUS_MULTIPROC_DIR``) the counters
+    and histograms rendered are the sums over every process writing to that directory.
+    """
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._exposed = self.registry
+        if multiprocess_dir is not None:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=multiprocess_dir)
         r = self.registry
         self.requests = Counter(
             "cdp_tiktok_intake_requests",
@@ -101,8 +113,9 @@ class ServiceMetrics:
 
     def watch_outbox(self, stats: Callable[[], OutboxStats | None]) -> None:
         """Expose the outbox's queue depth, read by ``stats`` at each scrape."""
-        self.registry.register(_OutboxCollector(stats))
+        # Read from the shared outbox, the same for every process: exposed once, not summed.
+        self._exposed.register(_OutboxCollector(stats))
 
     def render(self) -> bytes:
         """The metrics in Prometheus text format."""
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)

@@ -40,13 +40,16 @@ def open_service(
     stack: contextlib.ExitStack,
     *,
     worker: bool = True,
+    metrics_dir: str | None = None,
 ) -> IntakeService:
     """An :class:`IntakeService` over ``settings.outbox`` and ``settings.identity``; what it
     opens is closed by ``stack``.
 
     ``deliveries`` maps each deliverable destination to its delivery settings (see
     :func:`cdp_tiktok.destinations.destination_settings`); with ``worker`` an embedded
-    delivery worker runs while the application does.
+    delivery worker runs while the application does. ``metrics_dir`` is the directory of
+    prometheus-client's multiprocess mode when several processes serve (see
+    :mod:`cdp_tiktok.ingest.workers`).
     """
     from cdp_tiktok.host import Host
 
@@ -56,7 +59,7 @@ def open_service(
     stack.callback(outbox.close)
     probe = open_outbox(settings.outbox)  # metrics and readiness never wait on the pipeline
     stack.callback(probe.close)
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(metrics_dir)
 
     def stats() -> OutboxStats | None:
         try:
