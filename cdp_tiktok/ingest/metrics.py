@@ -56,7 +56,7 @@ class ServiceMetrics:
         self._exposed = self.registry
         if multiprocess_dir is not None:
             self._exposed = CollectorRegistry()
-            MultiProcessCollector(self._exposed, path=multiprocess_dir)
+            MultiProcessCollector(self._exposed, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         r = self.registry
         self.requests = Counter(
             "cdp_tiktok_intake_requests",
