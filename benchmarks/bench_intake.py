@@ -18,7 +18,11 @@ means validated, mapped, hashed and committed to the outbox (WAL, synchronous=FU
 
 Goal (issue 11): >= 20,000 messages/s with the worker off, on a 2-core machine.
 
-Run: ``python benchmarks/bench_intake.py [--messages N] [--rounds R] [--concurrency C]``.
+``--workers N`` starts both intakes as ``serve --workers N``; the server CPU is then that of
+the supervisor and all its live children.
+
+Run: ``python benchmarks/bench_intake.py [--messages N] [--rounds R] [--concurrency C]
+[--workers N]``.
 """
 
 from __future__ import annotations
@@ -146,10 +150,22 @@ def client(url: str, messages: int, batch: int, concurrency: int, run: str) -> N
 # --- orchestration ---------------------------------------------------------------------------
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it (``serve --workers N`` runs N children)."""
+    found = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            found.extend(descendants(int(child)))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of process ``pid`` and its live descendants, from /proc."""
+    total = 0
+    for each in descendants(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -196,9 +212,9 @@ def measure(url: str, args: argparse.Namespace, run: str) -> dict[str, Any]:
     return found
 
 
-def serve_command(tmp: Path, name: str, endpoint: str | None) -> list[str]:
+def serve_command(tmp: Path, name: str, endpoint: str | None, workers: int) -> list[str]:
     command = [
-        sys.executable, "-m", "cdp_tiktok", "serve", "--port", "0",
+        sys.executable, "-m", "cdp_tiktok", "serve", "--port", "0", "--workers", str(workers),
         "--write-key", f"bench={WRITE_KEY}", "--log-level", "warning",
         "--outbox", f"sqlite:///{tmp / (name + '-outbox.db')}",
         "--identity", f"sqlite:///{tmp / (name + '-identity.db')}",
@@ -215,6 +231,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers (processes)")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--run", default="r", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
@@ -238,8 +255,12 @@ def main() -> None:
             "baseline": stack.enter_context(
                 server([sys.executable, __file__, "--baseline-server"])
             ),
-            "worker off": stack.enter_context(server(serve_command(tmp, "off", None), env)),
-            "worker on": stack.enter_context(server(serve_command(tmp, "on", sandbox_url), env)),
+            "worker off": stack.enter_context(
+                server(serve_command(tmp, "off", None, args.workers), env)
+            ),
+            "worker on": stack.enter_context(
+                server(serve_command(tmp, "on", sandbox_url, args.workers), env)
+            ),
         }
         for round_number in range(args.rounds):
             for name, (url, pid) in urls.items():
