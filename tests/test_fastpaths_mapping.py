@@ -332,3 +332,16 @@ def test_query_param_shortcut_equals_the_filter(url: Any, name: str) -> None:
     expected = f_query_param(url, name) if present(url) else ABSENT
     expected = expected if present(expected) else ABSENT
     assert value_function(leaf)(scope) == expected
+
+
+# --- compiled code shared between identical sources --------------------------------
+
+
+def test_identical_generated_sources_compile_once() -> None:
+    """Two rules generating the same source share one code object, each with its own
+    namespace (objects passed by name stay per builder)."""
+    first = object_builder([Field("v", Leaf(constant="one"), None, None, "v")])
+    second = object_builder([Field("v", Leaf(constant="two"), None, None, "v")])
+    assert first.__code__ is second.__code__
+    assert first({}, []) == {"v": "one"}
+    assert second({}, []) == {"v": "two"}

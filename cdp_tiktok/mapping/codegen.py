@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cdp_tiktok.mapping.coerce import (
@@ -197,10 +198,15 @@ class _Writer:
             self.emit(indent, f"{var} = {self.name(leaf.constant, 'c')}")
 
     def compile(self, name: str) -> Any:
-        source = "\n".join(self.lines)
-        code = compile(source, f"<mapping {name}>", "exec")
-        exec(code, self.namespace)
+        exec(_compiled("\n".join(self.lines), f"<mapping {name}>"), self.namespace)
         return self.namespace[name]
+
+
+@lru_cache(maxsize=1024)
+def _compiled(source: str, filename: str) -> Any:
+    """The code object of ``source``: rules inheriting the same defaults generate the
+    same source (objects are passed by name), so each distinct source compiles once."""
+    return compile(source, filename, "exec")
 
 
 def _straight(leaf: Leaf) -> bool:
