@@ -27,7 +27,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -266,71 +266,87 @@ def iso_utc_seconds(text: str) -> int | None:
 # --------------------------------------------------------------------------- fast path
 # A Python mirror of the schema, used only to skip jsonschema for messages it accepts.
 # It must never accept what the schema rejects (tests compare both verdicts); when it
-# rejects, the schema decides and words the errors.
+# cannot prove a message valid, the schema decides and words the errors. It visits each
+# key once and accepts only the exact classes JSON decoding yields (``bool`` is not a
+# number here, as in JSON Schema); anything else (a subclass, a tuple) goes to the schema.
+
+_NONE: Final[type] = type(None)
+_STR: Final[frozenset[type]] = frozenset((str, _NONE))
+_OBJ: Final[frozenset[type]] = frozenset((dict, _NONE))
+_BOOL: Final[frozenset[type]] = frozenset((bool, _NONE))
+_STR_NUM: Final[frozenset[type]] = frozenset((str, int, float, _NONE))
+
+# Scan verdicts: not proven valid (ask the schema); valid and already normal; valid, but
+# a ``null`` or a non-string id was seen, so the normalization loops must run.
+_UNPROVEN: Final = 0
+_CLEAN: Final = 1
+_NORMALIZE: Final = 2
+
+_NUMBER_CLASSES: Final[frozenset[type]] = frozenset((int, float))
+_OPTION_CLASSES: Final[frozenset[type]] = frozenset((bool, dict))
+_PAGE_KEYS: Final = frozenset(("path", "referrer", "search", "title", "url"))
+_ID_KEYS: Final = frozenset(_ID_FIELDS)
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _opt_str(value: object) -> bool:
-    return value is None or isinstance(value, str)
+def _present(value: object) -> bool:
+    """A non-empty string or a number, by exact class (the schema's ``presentId``)."""
+    return (value.__class__ is str and value != "") or value.__class__ in _NUMBER_CLASSES
 
 
-def _opt_obj(value: object) -> bool:
-    return value is None or isinstance(value, dict)
+def _page_valid(page: dict[str, Any]) -> bool:
+    for item in page.values():
+        if item.__class__ is not str:
+            break
+    else:
+        return True  # the usual page: nothing but strings
+    return all(page.get(key).__class__ in _STR for key in _PAGE_KEYS)
 
 
-def _opt_bool(value: object) -> bool:
-    return value is None or isinstance(value, bool)
+def _context_valid(context: dict[str, Any]) -> bool:
+    for key, item in context.items():
+        classes = _CONTEXT_CLASSES.get(key)
+        if classes is not None and item.__class__ not in classes:
+            return False
+    page = context.get("page")
+    return page is None or _page_valid(page)
 
 
-def _opt_id(value: object) -> bool:
-    return value is None or isinstance(value, str) or _is_number(value)
+def _integrations_valid(integrations: dict[str, Any]) -> bool:
+    return all(option.__class__ in _OPTION_CLASSES for option in integrations.values())
 
 
-def _present_id(value: object) -> bool:
-    return (isinstance(value, str) and value != "") or _is_number(value)
-
-
-def _opt_version(value: object) -> bool:
-    return value is None or isinstance(value, str) or _is_number(value)
-
-
-def _opt_time(value: object) -> bool:
-    return value is None or isinstance(value, str) or _is_number(value)
-
-
-def _opt_message_id(value: object) -> bool:
-    return value is None or (isinstance(value, str) and value != "")
-
-
-def _opt_page(value: object) -> bool:
-    if value is None:
-        return True
-    if not isinstance(value, dict):
-        return False
-    return all(_opt_str(value.get(key)) for key in ("path", "referrer", "search", "title", "url"))
-
-
-def _opt_integrations(value: object) -> bool:
-    if value is None:
-        return True
-    if not isinstance(value, dict):
-        return False
-    return all(isinstance(option, bool | dict) for option in value.values())
-
-
-_CONTEXT_CHECKS: Final[dict[str, Callable[[object], bool]]] = {
-    "ip": _opt_str,
-    "userAgent": _opt_str,
-    "locale": _opt_str,
-    "timezone": _opt_str,
-    "groupId": _opt_id,
-    "active": _opt_bool,
-    "page": _opt_page,
+# The classes each known key's value may have; the insides of ``context`` and
+# ``integrations``, non-empty strings and required keys are checked after the loop.
+_COMMON_CLASSES: Final[dict[str, frozenset[type]]] = {
+    **dict.fromkeys(("userId", "anonymousId", "version", *_TIME_FIELDS), _STR_NUM),
+    **dict.fromkeys(("messageId", "channel", "writeKey"), _STR),
+    **dict.fromkeys(("context", "integrations", "properties", "traits"), _OBJ),
+}
+_PRESENT_ID: Final[frozenset[type]] = frozenset((str, int, float))
+# Per message type: the classes of its keys, and the keys that must hold a non-empty
+# string (or, for ids, a number).
+_TYPE_RULES: Final[dict[str, tuple[dict[str, frozenset[type]], tuple[str, ...]]]] = {
+    "track": ({**_COMMON_CLASSES, "event": frozenset((str,))}, ("event",)),
+    "identify": (_COMMON_CLASSES, ()),
+    "page": ({**_COMMON_CLASSES, "name": _STR, "category": _STR}, ()),
+    "screen": ({**_COMMON_CLASSES, "name": _STR, "category": _STR}, ()),
+    "group": ({**_COMMON_CLASSES, "groupId": _PRESENT_ID}, ("groupId",)),
+    "alias": (
+        {**_COMMON_CLASSES, "previousId": _PRESENT_ID, "userId": _PRESENT_ID},
+        ("previousId", "userId"),
+    ),
+}
+_CONTEXT_CLASSES: Final[dict[str, frozenset[type]]] = {
+    **dict.fromkeys(("ip", "userAgent", "locale", "timezone"), _STR),
+    "groupId": _STR_NUM,
+    "active": _BOOL,
     **dict.fromkeys(
         (
+            "page",
             "userAgentData",
             "traits",
             "campaign",
@@ -343,63 +359,43 @@ _CONTEXT_CHECKS: Final[dict[str, Callable[[object], bool]]] = {
             "network",
             "screen",
         ),
-        _opt_obj,
+        _OBJ,
     ),
 }
 
 
-def _opt_context(value: object) -> bool:
-    if value is None:
-        return True
-    if not isinstance(value, dict):
-        return False
-    for key, item in value.items():
-        check = _CONTEXT_CHECKS.get(key)
-        if check is not None and not check(item):
-            return False
-    return True
-
-
-_COMMON_CHECKS: Final[tuple[tuple[str, Callable[[object], bool]], ...]] = (
-    ("userId", _opt_id),
-    ("anonymousId", _opt_id),
-    ("messageId", _opt_message_id),
-    ("timestamp", _opt_time),
-    ("originalTimestamp", _opt_time),
-    ("sentAt", _opt_time),
-    ("receivedAt", _opt_time),
-    ("context", _opt_context),
-    ("integrations", _opt_integrations),
-    ("properties", _opt_obj),
-    ("traits", _opt_obj),
-    ("channel", _opt_str),
-    ("version", _opt_version),
-    ("writeKey", _opt_str),
-)
-
-_TYPE_CHECKS: Final[dict[str, tuple[tuple[str, Callable[[object], bool]], ...]]] = {
-    "track": (("event", lambda v: isinstance(v, str) and v != ""),),
-    "identify": (),
-    "page": (("name", _opt_str), ("category", _opt_str)),
-    "screen": (("name", _opt_str), ("category", _opt_str)),
-    "group": (("groupId", _present_id),),
-    "alias": (("previousId", _present_id), ("userId", _present_id)),
-}
-
-
-def _fast_valid(message: dict[str, Any]) -> bool:
-    """True only when the schema would accept ``message`` (never a false True)."""
+def _scan(message: dict[str, Any]) -> int:
+    """``_UNPROVEN``, or ``_CLEAN``/``_NORMALIZE`` only when the schema would accept
+    ``message`` (never a false acceptance); ``_NORMALIZE`` when a value is ``null`` or an
+    id (``userId``, ``anonymousId``, ``previousId``, ``groupId``) is not a string."""
     kind = message.get("type")
-    type_checks = _TYPE_CHECKS.get(kind) if isinstance(kind, str) else None
-    if type_checks is None:
-        return False
+    found = _TYPE_RULES.get(kind) if kind.__class__ is str else None
+    if found is None:
+        return _UNPROVEN
+    classes_of, required = found
+    classes_for = classes_of.get
+    verdict = _CLEAN
+    for key, value in message.items():
+        classes = classes_for(key)
+        if classes is not None and value.__class__ not in classes:
+            return _UNPROVEN
+        if value is None or (value.__class__ is not str and key in _ID_KEYS):
+            verdict = _NORMALIZE
     get = message.get
-    if not (_present_id(get("userId")) or _present_id(get("anonymousId"))):
-        return False
-    for key, check in _COMMON_CHECKS:
-        if not check(get(key)):
-            return False
-    return all(check(get(key)) for key, check in type_checks)
+    for key in required:
+        if get(key, "") == "":  # missing or empty (the loop checked the class)
+            return _UNPROVEN
+    if get("messageId") == "":
+        return _UNPROVEN
+    if not (_present(get("userId")) or _present(get("anonymousId"))):
+        return _UNPROVEN
+    context = get("context")
+    if context and not _context_valid(context):
+        return _UNPROVEN
+    integrations = get("integrations")
+    if integrations and not _integrations_valid(integrations):
+        return _UNPROVEN
+    return verdict
 
 
 # --------------------------------------------------------------------------- errors
@@ -546,7 +542,8 @@ def validate_message(
     message = dict(obj)
     if default_type is not None and message.get("type") is None:
         message["type"] = default_type
-    errors = [] if _fast_valid(message) else _schema_errors(_VALIDATOR, message)
+    verdict = _scan(message)
+    errors = [] if verdict else _schema_errors(_VALIDATOR, message)
     times: dict[str, datetime] = {}
     stamp = message.get("timestamp")
     # Already in the output form (what Segment's libraries send): kept as is, unparsed.
@@ -555,12 +552,13 @@ def validate_message(
     if errors:
         raise MessageError(sorted(set(errors)), line=line, source=source)
 
-    for key in [k for k, v in message.items() if v is None and k in _NULLABLE]:
-        del message[key]
-    for key in _ID_FIELDS:
-        value = message.get(key)
-        if value is not None and not isinstance(value, str):
-            message[key] = _id_string(value)
+    if verdict != _CLEAN:  # only what the scan saw (or could not see) needs the loops
+        for key in [k for k, v in message.items() if v is None and k in _NULLABLE]:
+            del message[key]
+        for key in _ID_FIELDS:
+            value = message.get(key)
+            if value is not None and not isinstance(value, str):
+                message[key] = _id_string(value)
     if "messageId" not in message:
         message["messageId"] = _derived_message_id(message)
     if not canonical:

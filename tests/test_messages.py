@@ -12,11 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdp_tiktok.messages import (
+    _CLEAN,
+    _ID_FIELDS,
+    _NULLABLE,
     _VALIDATOR,
     MESSAGE_TYPES,
     FieldError,
     MessageError,
-    _fast_valid,
+    _scan,
     event_time,
     expand_batch,
     is_batch,
@@ -413,7 +416,88 @@ _mutated = st.builds(
 )
 
 
-@settings(max_examples=300)
-@given(st.one_of(valid_messages(), invalid_messages().map(lambda case: case[0]), _mutated))
+_json_messages = st.one_of(
+    valid_messages(),
+    invalid_messages().map(lambda case: case[0]),
+    _mutated,
+    _mutated.flatmap(
+        lambda first: st.builds(
+            _mutate,
+            st.just(first),
+            st.sampled_from(("top", "drop", "context", "page")),
+            st.sampled_from(_KEYS + _CONTEXT_KEYS + ("url", "referrer", "title")),
+            _json,
+        )
+    ),
+)
+
+
+@settings(max_examples=500)
+@given(_json_messages)
 def test_fast_path_agrees_with_the_schema(message: dict[str, Any]) -> None:
-    assert _fast_valid(message) == _VALIDATOR.is_valid(message)
+    # On what JSON decoding yields, the scan decides exactly as the schema does.
+    assert bool(_scan(message)) == _VALIDATOR.is_valid(message)
+
+
+class _Text(str):
+    pass
+
+
+class _Object(dict[str, Any]):
+    pass
+
+
+# Values JSON decoding never yields (a subclass, a tuple, a bool where a number goes):
+# the scan leaves them to the schema, so it can never accept what the schema rejects.
+_not_json = st.one_of(
+    st.builds(_Text, st.text(max_size=3)),
+    st.builds(_Object),
+    st.tuples(st.integers()),
+    st.booleans(),
+    st.builds(bytes, st.binary(max_size=2)),
+)
+_odd_messages = st.builds(
+    _mutate,
+    valid_messages(),
+    st.sampled_from(("top", "context", "page")),
+    st.sampled_from(_KEYS + _CONTEXT_KEYS + ("url", "referrer", "title")),
+    _not_json,
+)
+
+
+@settings(max_examples=300)
+@given(_odd_messages)
+def test_fast_path_never_accepts_what_the_schema_rejects(message: dict[str, Any]) -> None:
+    if _scan(message):
+        assert _VALIDATOR.is_valid(message)
+
+
+@settings(max_examples=500)
+@given(_json_messages)
+def test_a_clean_scan_means_nothing_to_normalize(message: dict[str, Any]) -> None:
+    # validate_message skips the null-drop and id-to-string loops on a clean scan: they
+    # would have changed nothing.
+    if _scan(message) == _CLEAN:
+        assert not [k for k, v in message.items() if v is None and k in _NULLABLE]
+        assert all(isinstance(message.get(k), str | None) for k in _ID_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"userId": 42}, {"userId": "42"}),
+        ({"userId": 42.0, "anonymousId": None}, {"userId": "42"}),
+        ({"groupId": 7}, {"groupId": "7"}),  # unconstrained on a track call, still an id
+        ({"previousId": 1.5}, {"previousId": "1.5"}),
+        ({"channel": None, "context": None}, {}),
+        ({"userId": _Text("u-1")}, {"userId": "u-1"}),  # a subclass: the schema decides
+    ],
+)
+def test_normalization_runs_whenever_the_scan_saw_something(
+    fields: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    message = {"type": "track", "event": "Viewed", "userId": "u-1", **fields}
+    result = validate_message(message)
+    for key, value in expected.items():
+        assert result[key] == value and isinstance(result[key], str)
+    assert not [k for k, v in result.items() if v is None]
