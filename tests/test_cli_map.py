@@ -116,6 +116,23 @@ def test_envelope_prints_request_bodies_that_validate() -> None:
     assert validate_request(body) == []
 
 
+def test_envelope_bodies_hold_at_most_batch_max_events() -> None:
+    messages = [{**ORDER, "messageId": f"m{i}"} for i in range(5)]
+    result = CliRunner().invoke(
+        main,
+        ["map", "--envelope"],
+        input=jsonl(*messages),
+        env={"CDP_TIKTOK_BATCH_MAX_EVENTS": "2"},
+    )
+    assert result.exit_code == 0, result.stderr
+    bodies = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [[d["event_id"] for d in body["data"]] for body in bodies] == [
+        ["m0", "m1"],
+        ["m2", "m3"],
+        ["m4"],
+    ]
+
+
 def test_app_source_and_a_custom_mapping_directory(tmp_path: Path) -> None:
     (tmp_path / "app.yaml").write_text(
         "version: 1\ndefaults:\n  event_time: timestamp\n  app: {app_id: \"'123'\"}\n"

@@ -106,7 +106,7 @@ def map_command(
             destination.state["explain"] = explain
             destination.state["observer"] = lambda message, result: results.append(result)
         batches: dict[BatchKey, list[dict[str, Any]]] = {}
-        limit = settings.batch_max_events
+        batch_limit = settings.batch_max_events
         counts = {"messages": 0, "events": 0, "empty": 0, "invalid": 0}
 
         def flush(key: BatchKey) -> None:
@@ -144,7 +144,7 @@ def map_command(
                 if envelope:
                     batch = batches.setdefault(event.key, [])
                     batch.append(event.data)
-                    if len(batch) >= limit:
+                    if len(batch) >= batch_limit:
                         flush(event.key)
                 else:
                     out.write(_dumps(event.data) + "\n")
