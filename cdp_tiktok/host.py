@@ -287,7 +287,9 @@ class Host:
 
     def route(self, message: Mapping[str, Any]) -> list[Destination]:
         """The destinations the message's ``integrations`` object enables."""
-        integrations = message.get("integrations") or {}
+        integrations = message.get("integrations")
+        if not integrations:  # absent, null or {}: every destination (the usual message)
+            return list(self.destinations.values())
         default = integrations.get("All", True) is not False
         enabled = []
         for destination in self.destinations.values():
@@ -301,17 +303,23 @@ class Host:
         return enabled
 
     def process(
-        self, message: Mapping[str, Any], *, validated: bool = False
+        self,
+        message: Mapping[str, Any],
+        *,
+        validated: bool = False,
+        routes: Sequence[Destination] | None = None,
     ) -> list[OutgoingEvent]:
         """Validate ``message``, route it, and return (and enqueue) the events it produced.
 
-        Raises :class:`cdp_tiktok.messages.MessageError` for an invalid message, before any
-        hook runs: nothing is half-processed.
+        ``routes``: what :meth:`route` returned for this message, when the caller already
+        asked (it is not asked again). Raises :class:`cdp_tiktok.messages.MessageError` for
+        an invalid message, before any hook runs: nothing is half-processed.
         """
         valid = dict(message) if validated else validate_message(message)
         events: list[OutgoingEvent] = []
-        for destination in self.route(valid):
-            events.extend(self.hooks.on_message(valid, destination))
+        on_message = self.hooks.on_message
+        for destination in self.route(valid) if routes is None else routes:
+            events.extend(on_message(valid, destination))
         if events and self.outbox is not None:
             self.outbox.enqueue(events)
         return events

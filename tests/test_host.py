@@ -114,6 +114,7 @@ def test_invalid_message_is_rejected_before_any_hook_runs() -> None:
     ("integrations", "expected"),
     [
         (None, {"A", "B"}),
+        ({}, {"A", "B"}),
         ({"All": False}, set()),
         ({"All": False, "A": True}, {"A"}),
         ({"B": False}, {"A"}),
@@ -132,6 +133,17 @@ def test_routing_honours_integrations(
     events = host.process(message)
     assert {event.key.destination for event in events} == expected
     assert {d.name for d in host.route(message)} == expected
+
+
+def test_process_uses_the_routes_it_is_given() -> None:
+    a, b = Recorder("A"), Recorder("B")
+    host = make_host(a, b)
+    message = {"type": "track", "userId": "u", "event": "E", "integrations": {"B": False}}
+    routes = host.route(message)
+    assert [d.name for d in routes] == ["A"]
+    assert host.process(message, routes=routes) == host.process(message)
+    assert host.process(message, routes=[]) == []
+    assert [kind for kind, _ in a.calls] == ["track", "track"] and b.calls == []
 
 
 def test_duplicate_destination_keys_name_both_plugins() -> None:

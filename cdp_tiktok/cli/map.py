@@ -123,8 +123,8 @@ def map_command(
                 continue
             counts["messages"] += 1
             results.clear()
-            routed = bool(host.route(item))
-            events = host.process(item, validated=True)
+            routes = host.route(item)
+            events = host.process(item, validated=True, routes=routes)
             where = f"{source}:{line}"
             if not quiet:
                 for result in results:
@@ -136,7 +136,7 @@ def map_command(
             if not events:
                 counts["empty"] += 1
                 if not quiet:
-                    reason = _no_event_reason(item, results, routed)
+                    reason = _no_event_reason(item, results, bool(routes))
                     err.write(f"{where}: no event: {reason}\n")
                 continue
             counts["events"] += len(events)
