@@ -9,7 +9,7 @@ them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -67,22 +67,53 @@ class PluginInfo:
     hooks: tuple[str, ...]
 
 
-class HookFacade:
-    """Typed calls into the plugin manager's hooks, so callers stay type-checked."""
+def _plain_hookexec() -> object:
+    """What a plugin manager calls hook implementations through when nothing monitors
+    its calls (pluggy's own loop); ``None`` if this pluggy keeps it elsewhere."""
+    return getattr(pluggy.PluginManager("cdp_tiktok.probe"), "_inner_hookexec", None)
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+
+_PLAIN_HOOKEXEC = _plain_hookexec()
+_CALL_ARGNAMES = ("message", "destination")
+
+
+class HookFacade:
+    """Typed calls into the plugin manager's hooks, so callers stay type-checked.
+
+    A call hook whose only implementation is a built-in plugin's (``builtins`` names
+    them; see :meth:`Host.overrides`) is called directly, without pluggy's dispatch: the
+    same function, the same arguments, the same result. That holds only while nothing
+    else implements the hook and nothing monitors hook calls (``--trace-plugins``, or
+    any ``add_hookcall_monitoring``); otherwise the call goes through pluggy.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, builtins: Collection[str] = ()) -> None:
+        self._pm = pm
         self._hook = pm.hook
+        self._sole: dict[str, Any] = {}
+        for name in CALL_HOOKS.values():
+            impls = getattr(pm.hook, name).get_hookimpls()
+            if len(impls) == 1 and _plain_call(impls[0], builtins):
+                self._sole[name] = impls[0]
 
     def on_message(
         self, message: Mapping[str, Any], destination: Destination
     ) -> list[OutgoingEvent]:
         """Call the hook for the message's type; return every implementation's events."""
-        caller = getattr(self._hook, CALL_HOOKS[message["type"]])
-        events: list[OutgoingEvent] = []
+        name = CALL_HOOKS[message["type"]]
+        caller = getattr(self._hook, name)
+        sole = self._sole.get(name)
+        if sole is not None and _PLAIN_HOOKEXEC is not None:
+            impls = caller.get_hookimpls()
+            if len(impls) == 1 and impls[0] is sole and self._pm._inner_hookexec is _PLAIN_HOOKEXEC:
+                # ``function`` is read at each call: tracing may have wrapped it since.
+                events: list[OutgoingEvent] | None = sole.function(message, destination)
+                return list(events) if events else []
+        found: list[OutgoingEvent] = []
         for result in caller(message=message, destination=destination):
             if result:
-                events.extend(result)
-        return events
+                found.extend(result)
+        return found
 
     def batch_key(self, event: OutgoingEvent) -> BatchKey:
         """The key that decides which events may share a request."""
@@ -126,6 +157,16 @@ class HookFacade:
         return verdict
 
 
+def _plain_call(impl: Any, builtins: Collection[str]) -> bool:
+    """Whether ``impl`` is a built-in's ordinary implementation taking (message, destination)."""
+    return (
+        impl.plugin_name in builtins
+        and not getattr(impl, "hookwrapper", False)
+        and not getattr(impl, "wrapper", False)
+        and tuple(impl.argnames) == _CALL_ARGNAMES
+    )
+
+
 class Host:
     """Builds the plugin manager, routes validated messages to destination hooks.
 
@@ -165,7 +206,8 @@ class Host:
             builtins=builtins,
             environ=os.environ if environ is None else environ,
         )
-        self.hooks = HookFacade(self.pm)
+        builtin_names = [name for name, source in self._sources.items() if source == "built-in"]
+        self.hooks = HookFacade(self.pm, builtin_names)
         if isinstance(identity, str):
             from cdp_tiktok.backends import open_identity_store
 
