@@ -8,12 +8,14 @@ Starts, as separate processes on loopback:
 * ``cdp-tiktok serve`` with its embedded worker, delivering to a sandbox process
   (``python -m cdp_tiktok.sandbox``).
 
-Then, in interleaved rounds, a client process (``--concurrency`` threads, one
-``httpx.Client`` each, bodies encoded before timing) posts ``--messages`` realistic
+Then, in interleaved rounds, a client process (one asyncio loop, ``--concurrency``
+keep-alive connections, whole requests encoded before timing and written to raw
+sockets, so that it takes little of the shared CPUs) posts ``--messages`` realistic
 track messages in batches of ``--batch`` (100, what analytics-python sends) to each
 server, and reports messages/s accepted (HTTP 200), the messages per CPU-second of the
-server process (steadier on a shared machine) and the cost per message relative to
-the baseline (the ratio), as the median over ``--rounds``. "Accepted" for the intake
+server process (steadier on a shared machine), the cost per message relative to the
+baseline (the ratio) and the CPUs the client itself used, as the median over
+``--rounds``, with the load average of each round (``machine_load.py``). "Accepted" for the intake
 means validated, mapped, hashed and committed to the outbox (WAL, synchronous=FULL).
 
 Goal (issue 11): >= 20,000 messages/s with the worker off, on a 2-core machine.
@@ -21,8 +23,11 @@ Goal (issue 11): >= 20,000 messages/s with the worker off, on a 2-core machine.
 ``--workers N`` starts both intakes as ``serve --workers N``; the server CPU is then that of
 the supervisor and all its live children.
 
+``--profile PATH`` instead runs the worker-off intake alone under pyinstrument (the event
+loop and each pipeline thread sampled) and writes the profiles to ``PATH.*.txt``.
+
 Run: ``python benchmarks/bench_intake.py [--messages N] [--rounds R] [--concurrency C]
-[--workers N]``.
+[--workers N] [--profile PATH]``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import re
 import statistics
@@ -42,6 +48,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+
+from machine_load import cpus, load_1min, round_note, summary_note
 
 GOAL_MESSAGES_PER_SECOND = 20_000
 WRITE_KEY = "bench-write-key"
@@ -105,46 +113,62 @@ def message(index: int, run: str) -> dict[str, Any]:
 
 
 def client(url: str, messages: int, batch: int, concurrency: int, run: str) -> None:
-    """Post ``messages`` in batches from ``concurrency`` threads; print a JSON result."""
-    import httpx
+    """Post ``messages`` in batches over ``concurrency`` keep-alive connections from one
+    asyncio loop; print a JSON result with the client's own CPU time.
 
-    bodies = [
-        json.dumps(
-            {"batch": [message(i, run) for i in range(start, min(start + batch, messages))]}
-        ).encode()
-        for start in range(0, messages, batch)
-    ]
-    headers = {
-        "Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
-        "Content-Type": "application/json",
-    }
-    lock = threading.Lock()
-    queue = list(reversed(bodies))
+    Requests are whole HTTP/1.1 messages encoded before timing and written to raw
+    sockets, so the client spends as little of the shared CPUs as it can.
+    """
+    import asyncio
+    import resource
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
+    auth = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    requests = []
+    for start in range(0, messages, batch):
+        items = [message(i, run) for i in range(start, min(start + batch, messages))]
+        body = json.dumps({"batch": items}).encode()
+        head = (
+            f"POST /v1/batch HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        requests.append((head.encode() + body, len(items)))
+    pending = list(reversed(requests))
     accepted = [0]
     refused: dict[int, int] = {}
 
-    def work() -> None:
-        with httpx.Client(timeout=60) as http:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    body = queue.pop()
-                answer = http.post(url + "/v1/batch", content=body, headers=headers)
-                with lock:
-                    if answer.status_code == 200:
-                        accepted[0] += batch
-                    else:
-                        refused[answer.status_code] = refused.get(answer.status_code, 0) + 1
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while pending:
+                request, count = pending.pop()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                if status == 200:
+                    accepted[0] += count
+                else:
+                    refused[status] = refused.get(status, 0) + 1
+        finally:
+            writer.close()
 
-    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    async def main() -> None:
+        await asyncio.gather(*(connection() for _ in range(concurrency)))
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    asyncio.run(main())
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "accepted": accepted[0], "refused": refused}))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
+    print(json.dumps({"seconds": seconds, "accepted": accepted[0], "refused": refused, "cpu": cpu}))
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -225,6 +249,38 @@ def serve_command(tmp: Path, name: str, endpoint: str | None, workers: int) -> l
     return [*command, "--endpoint", endpoint]
 
 
+def profiled_serve(argv: list[str], out: Path) -> None:
+    """Run ``cdp-tiktok serve`` in this process with pyinstrument sampling the event loop
+    (main thread) and the pipeline thread; write both profiles as text beside ``out``."""
+    from pyinstrument import Profiler
+
+    from cdp_tiktok.cli import main as cli
+    from cdp_tiktok.ingest.pipeline import Pipeline
+
+    def profiled(run: Any, name: str) -> Any:
+        def wrapper(self: Any) -> None:
+            profiler = Profiler(interval=0.001)
+            profiler.start()
+            try:
+                run(self)
+            finally:
+                profiler.stop()
+                text = profiler.output_text(unicode=False, show_all=False)
+                out.with_suffix(f".{name}.txt").write_text(text)
+
+        return wrapper
+
+    for name in ("_map_loop", "_write_loop"):  # pyinstrument samples one thread each
+        setattr(Pipeline, name, profiled(getattr(Pipeline, name), name.strip("_")))
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    try:
+        cli(argv, standalone_mode=False)
+    finally:
+        profiler.stop()
+        out.with_suffix(".loop.txt").write_text(profiler.output_text(unicode=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
@@ -232,69 +288,93 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="serve --workers (processes)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="profile the worker-off intake (one process) with pyinstrument instead: "
+        "writes PROFILE.loop.txt and one file per pipeline thread",
+    )
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--run", default="r", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--profiled-serve", type=Path, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
     if args.baseline_server:
         baseline_server()
         return
     if args.client:
         client(args.client, args.messages, args.batch, args.concurrency, args.run)
         return
+    if args.profiled_serve:
+        profiled_serve(rest, args.profiled_serve)
+        return
 
     env = {**os.environ, "CDP_TIKTOK_DEFAULT_PAGE_URL": "https://shop.example/"}
-    results: dict[str, list[float]] = {"baseline": [], "worker off": [], "worker on": []}
-    per_cpu: dict[str, list[float]] = {name: [] for name in results}
+    names = ["worker off"] if args.profile else ["baseline", "worker off", "worker on"]
+    results: dict[str, list[float]] = {name: [] for name in names}
+    per_cpu: dict[str, list[float]] = {name: [] for name in names}
+    client_cpu: dict[str, list[float]] = {name: [] for name in names}
+    loads: list[list[float]] = []
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
-        sandbox, sandbox_url = sandbox_process()
-        stack.callback(sandbox.wait, 30)
-        stack.callback(sandbox.terminate)
-        urls = {
-            "baseline": stack.enter_context(
-                server([sys.executable, __file__, "--baseline-server"])
-            ),
-            "worker off": stack.enter_context(
-                server(serve_command(tmp, "off", None, args.workers), env)
-            ),
-            "worker on": stack.enter_context(
-                server(serve_command(tmp, "on", sandbox_url, args.workers), env)
-            ),
-        }
+        urls: dict[str, tuple[str, int]] = {}
+        if args.profile:
+            command = serve_command(tmp, "off", None, 1)
+            profiled = [sys.executable, __file__, "--profiled-serve", str(args.profile)]
+            urls["worker off"] = stack.enter_context(server([*profiled, *command[3:]], env))
+        else:
+            sandbox, sandbox_url = sandbox_process()
+            stack.callback(sandbox.wait, 30)
+            stack.callback(sandbox.terminate)
+            baseline = [sys.executable, __file__, "--baseline-server"]
+            urls["baseline"] = stack.enter_context(server(baseline))
+            off = serve_command(tmp, "off", None, args.workers)
+            urls["worker off"] = stack.enter_context(server(off, env))
+            on = serve_command(tmp, "on", sandbox_url, args.workers)
+            urls["worker on"] = stack.enter_context(server(on, env))
         for round_number in range(args.rounds):
+            samples = [load_1min()]
+            parts = []
             for name, (url, pid) in urls.items():
                 before = cpu_seconds(pid)
                 found = measure(url, args, f"{name[:4]}{round_number}")
                 # The worker-on server's CPU includes delivering what this round enqueued
                 # only in part (delivery lags); the wall-clock rate is the headline.
                 cpu = cpu_seconds(pid) - before
+                samples.append(load_1min())
                 if found["refused"]:
                     print(f"  {name}: refused requests {found['refused']}", file=sys.stderr)
                 rate = found["accepted"] / found["seconds"]
                 results[name].append(rate)
                 per_cpu[name].append(found["accepted"] / cpu if cpu else float("inf"))
-                print(
-                    f"round {round_number + 1} {name:>10}: {rate:10,.0f} messages/s wall, "
-                    f"{per_cpu[name][-1]:10,.0f} per server CPU-second"
+                client_cpu[name].append(found["cpu"] / found["seconds"])
+                parts.append(
+                    f"{name} {rate:,.0f}/s wall, {per_cpu[name][-1]:,.0f}/server CPU-s, "
+                    f"client {client_cpu[name][-1]:.2f} CPU"
                 )
+            loads.append(samples)
+            print(f"round {round_number + 1} ({round_note(samples)}): " + "; ".join(parts))
     medians = {name: statistics.median(rates) for name, rates in results.items()}
     cpu_medians = {name: statistics.median(rates) for name, rates in per_cpu.items()}
     print()
     print(f"messages: {args.messages} per round, batches of {args.batch}, "
-          f"{args.concurrency} concurrent clients, {args.rounds} rounds (median)")  # fmt: skip
+          f"{args.concurrency} connections, serve --workers {args.workers}, "
+          f"{args.rounds} rounds (median)")  # fmt: skip
     for name, rate in medians.items():
-        ratio = cpu_medians["baseline"] / cpu_medians[name]
+        ratio = cpu_medians.get("baseline", math.nan) / cpu_medians[name]
         print(
             f"{name:>10}: {rate:10,.0f} messages/s wall, {cpu_medians[name]:10,.0f} per server "
-            f"CPU-second; cost per message {ratio:5.2f}x baseline (server CPU)"
+            f"CPU-second; cost per message {ratio:5.2f}x baseline (server CPU); client used "
+            f"{statistics.median(client_cpu[name]):.2f} of {cpus()} CPUs"
         )
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
+    print(summary_note(loads))
     goal = medians["worker off"] >= GOAL_MESSAGES_PER_SECOND
     print(
         f"goal >= {GOAL_MESSAGES_PER_SECOND:,} messages/s with the worker off: "
         f"{'met' if goal else 'NOT met'}"
     )
+    if args.profile:
+        print(f"profiles: {args.profile.with_suffix('.*.txt')}")
 
 
 if __name__ == "__main__":

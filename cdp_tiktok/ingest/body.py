@@ -7,9 +7,12 @@ the ``reason`` label of the refusal metric) and a sentence that never quotes the
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
+
+import orjson
 
 
 class Refusal(Exception):
@@ -76,20 +79,72 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_json(data: bytes) -> Any:
-    """The JSON value of ``data`` (strict: no ``NaN`` or ``Infinity``); a refusal says
-    where the JSON breaks (never what)."""
+def parse_json_exact(data: bytes) -> Any:
+    """The JSON value of ``data`` as the standard library reads it (strict: no ``NaN`` or
+    ``Infinity``); a refusal says where the JSON breaks (never what). The reference
+    behaviour :func:`parse_json` reproduces faster."""
     try:
         return json.loads(data, parse_constant=_not_json)
     except UnicodeDecodeError:
         raise Refusal(400, "malformed_json", "the body is not UTF-8 text") from None
     except RecursionError:
         raise Refusal(400, "malformed_json", "the JSON is nested too deeply") from None
-    except ValueError as exc:  # NaN, Infinity
+    except ValueError as exc:  # malformed (JSONDecodeError is a ValueError), NaN, Infinity
         raise Refusal(400, "malformed_json", f"malformed JSON: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise Refusal(
-            400,
-            "malformed_json",
-            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-        ) from None
+
+
+# Digits map to "0", every other byte to " ": a run of 19 digits is then one substring.
+_DIGITS = bytes(ord("0") if 48 <= c <= 57 else ord(" ") for c in range(256))
+_LONG_DIGITS = b"0" * 19
+# The standard library's parser recurses once per level and gives up at the interpreter's
+# recursion limit less the caller's frames; this margin leaves room for the server's.
+_FRAME_MARGIN = 200
+
+
+def _nesting_limit() -> int:
+    return sys.getrecursionlimit() - _FRAME_MARGIN
+
+
+def orjson_may_agree(data: bytes) -> bool:
+    """Whether orjson's value of ``data``, if it reads one, is the standard library's
+    provided it is not nested :func:`too_deep`: false when ``data`` has a run of 19
+    digits (orjson reads an integer beyond 64 bits as a float; digits in strings count
+    too, erring on the side of the standard library)."""
+    return _LONG_DIGITS not in data.translate(_DIGITS)
+
+
+def too_deep(value: Any, data: bytes) -> bool:
+    """Whether ``value`` (read from ``data``) nests deeper than the standard library's
+    parser reads. Sure without a walk when ``data`` holds fewer brackets than its limit."""
+    limit = _nesting_limit()
+    if data.count(b"[") + data.count(b"{") < limit:
+        return False
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth >= limit:
+            return True
+        inner: list[Any] = []
+        for container in level:
+            children = container.values() if type(container) is dict else container
+            inner.extend(c for c in children if type(c) is dict or type(c) is list)
+        level = inner
+    return False
+
+
+def parse_json(data: bytes) -> Any:
+    """Exactly :func:`parse_json_exact`'s value or refusal, by orjson where it is sure to
+    agree (see :func:`orjson_may_agree` and :func:`too_deep`). Anything else, and
+    anything orjson refuses (invalid UTF-8, a lone surrogate, a byte order mark, ``NaN``,
+    a number beyond a double, ...), is read by :func:`parse_json_exact`, so refusals keep
+    its wording."""
+    if orjson_may_agree(data):
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if type(value) not in (dict, list) or not too_deep(value, data):
+                return value
+    return parse_json_exact(data)

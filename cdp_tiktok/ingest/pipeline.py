@@ -1,40 +1,43 @@
-"""The intake's blocking half: validate, map, hash and durably enqueue, on one thread.
+"""The intake's blocking half: validate, map, hash and durably enqueue, on two threads.
 
-Requests become :class:`Job` objects queued to a single pipeline thread, which owns the
-host (mapping, identity store) and the outbox connection, so no SQLite connection or
-compiled mapping is shared across threads. The thread takes every job waiting, maps
-them, and enqueues all their events in one transaction (group commit): one fsync for
-many requests. A job's answer is given only after that transaction committed.
+Requests become :class:`Job` objects queued to the mapping thread, which owns the host
+(mapping, identity store): it takes every job waiting, validates and maps them, and
+hands the group to the writing thread, which owns the outbox connection and enqueues
+the events of every group waiting in one transaction (group commit): one fsync for many
+requests. So no SQLite connection or compiled mapping is shared across threads, and
+the next group is mapped while the last one is written (SQLite writes without holding
+the interpreter). A job's answer is given only after its transaction committed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from cdp_tiktok.delivery.outbox import Outbox
+from cdp_tiktok.delivery.outbox import Outbox, OutboxStats
 from cdp_tiktok.events import OutgoingEvent
 from cdp_tiktok.ingest.body import Refusal
+from cdp_tiktok.ingest.depth import OutboxDepth
 from cdp_tiktok.ingest.metrics import ServiceMetrics
+from cdp_tiktok.ingest.sizes import over_limit
 from cdp_tiktok.messages import FieldError, MessageError, format_timestamp, validate_message
 
 log = logging.getLogger("cdp_tiktok.ingest")
+T = TypeVar("T")
 
 GROUP_MAX_MESSAGES = 5000
-"""At most this many messages are mapped before their events are committed together."""
-DEPTH_CHECK_SECONDS = 1.0
-"""How often the pipeline re-reads the outbox depth for the backlog check."""
+"""At most this many messages are mapped as one group."""
+GROUP_MAX_JOBS = 1000
+"""At most this many requests' events are committed in one transaction."""
+MAPPED_GROUPS_WAITING = 2
+"""Mapped groups that may wait for the writer before the mapping thread waits too."""
 STORE_RETRY_AFTER = 5
 BUSY_RETRY_AFTER = 1
-
-_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,18 +82,45 @@ class Job:
     result: JobResult = field(default_factory=JobResult)
 
 
+def _gather(
+    source: queue.Queue[T | None], first: T, weight: Callable[[T], int], limit: int
+) -> tuple[list[T], bool]:
+    """``first`` and what else waits in ``source``, until the weights reach ``limit``;
+    and whether the stop marker (``None``) was taken."""
+    taken, total = [first], weight(first)
+    while total < limit:
+        try:
+            more = source.get_nowait()
+        except queue.Empty:
+            break
+        if more is None:
+            return taken, True
+        taken.append(more)
+        total += weight(more)
+    return taken, False
+
+
+def _fail(group: list[Job], exc: Exception) -> None:
+    log.error("intake pipeline failed: %s", type(exc).__name__)
+    failed = JobResult(refusal=Refusal(500, "internal_error", "internal error"))
+    for job in group:
+        job.done(failed)  # a job already answered ignores a second answer
+
+
 def _type_mismatch(kind: str) -> FieldError:
     return FieldError("/type", f"must be {kind!r} (or absent) on this endpoint")
 
 
 class Pipeline:
-    """The single thread that turns jobs into durable outbox records.
+    """The two threads that turn jobs into durable outbox records.
 
     ``process`` maps one validated message to events (the host's
     :meth:`~cdp_tiktok.host.Host.process` without an outbox); ``deliverable`` names the
     destinations with delivery settings, whose events are enqueued. Refuses new jobs
     with 503 while ``max_waiting`` jobs wait, or while the outbox holds more than
-    ``max_queue_records`` undelivered records.
+    ``max_queue_records`` undelivered records as read by ``stats`` (by default the
+    outbox's own; better another connection to it, so that counting never waits for a
+    write) at most :data:`~cdp_tiktok.ingest.depth.DEPTH_CHECK_SECONDS` ago.
     """
 
     def __init__(
@@ -103,6 +133,7 @@ class Pipeline:
         max_message_bytes: int,
         max_waiting: int,
         max_queue_records: int,
+        stats: Callable[[], OutboxStats] | None = None,
     ) -> None:
         self._process = process
         self._outbox = outbox
@@ -112,24 +143,32 @@ class Pipeline:
         self._max_waiting = max_waiting
         self._max_queue = max_queue_records
         self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._depth = 0
-        self._depth_at = 0.0
+        # Mapped groups waiting to be written; bounded, so mapping cannot run far ahead.
+        self._mapped: queue.Queue[list[Job] | None] = queue.Queue(MAPPED_GROUPS_WAITING)
+        self._threads: list[threading.Thread] = []
+        self._depth = OutboxDepth(stats or outbox.stats)
         self._undeliverable_warned: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the pipeline thread."""
-        self._thread = threading.Thread(target=self._run, name="cdp-tiktok-intake", daemon=True)
-        self._thread.start()
+        """Read the outbox depth, then start the threads."""
+        self._depth.start()
+        self._threads = [
+            threading.Thread(target=self._map_loop, name="cdp-tiktok-intake-map", daemon=True),
+            threading.Thread(target=self._write_loop, name="cdp-tiktok-intake-write", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Finish the jobs already queued, then stop the thread."""
-        if self._thread is not None:
+        """Finish the jobs already queued (mapped, written and answered), then stop."""
+        if self._threads:
             self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
+            for thread in self._threads:
+                thread.join()
+            self._threads = []
+            self._depth.stop()
 
     def submit(self, job: Job) -> None:
         """Queue ``job``; raise a 503 :class:`Refusal` when too many jobs already wait."""
@@ -139,35 +178,43 @@ class Pipeline:
             )
         self._jobs.put(job)
 
-    # --- the thread --------------------------------------------------------------------
+    # --- the threads -------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _map_loop(self) -> None:
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                group, stopping = _gather(
+                    self._jobs, first, lambda job: len(job.items), GROUP_MAX_MESSAGES
+                )
+                try:
+                    self._map_group(group)
+                except Exception as exc:  # never leave a request waiting for an answer
+                    _fail(group, exc)
+                else:
+                    self._mapped.put(group)
+                if stopping:
+                    return
+        finally:
+            self._mapped.put(None)  # the writer finishes what was mapped, then stops
+
+    def _write_loop(self) -> None:
         while True:
-            first = self._jobs.get()
+            first = self._mapped.get()
             if first is None:
                 return
-            group, size, stopping = [first], len(first.items), False
-            while size < GROUP_MAX_MESSAGES:
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                group.append(more)
-                size += len(more.items)
+            groups, stopping = _gather(self._mapped, first, len, GROUP_MAX_JOBS)
+            jobs = [job for group in groups for job in group]
             try:
-                self._handle(group)
+                self._commit(jobs)
             except Exception as exc:  # never leave a request waiting for an answer
-                log.error("intake pipeline failed: %s", type(exc).__name__)
-                failed = JobResult(refusal=Refusal(500, "internal_error", "internal error"))
-                for job in group:
-                    job.done(failed)  # a job already answered ignores a second answer
+                _fail(jobs, exc)
             if stopping:
                 return
 
-    def _handle(self, group: list[Job]) -> None:
+    def _map_group(self, group: list[Job]) -> None:
         backlog = self._backlog()
         for job in group:
             if backlog is not None:
@@ -182,6 +229,8 @@ class Pipeline:
                 job.result = JobResult(
                     refusal=Refusal(500, "internal_error", "the messages could not be mapped")
                 )
+
+    def _commit(self, group: list[Job]) -> None:
         mapped = [job for job in group if job.result.refusal is None]
         try:
             self._enqueue(mapped)
@@ -224,21 +273,15 @@ class Pipeline:
                 job.result = JobResult(refusal=refusal)
 
     def _backlog(self) -> Refusal | None:
-        now = time.monotonic()
-        if now - self._depth_at >= DEPTH_CHECK_SECONDS:
-            self._depth_at = now
-            try:
-                stats = self._outbox.stats()
-            except Exception as exc:
-                log.error("outbox stats failed: %s", type(exc).__name__)
-                return Refusal(
-                    503,
-                    "store_unavailable",
-                    "the outbox cannot be read now; retry later",
-                    retry_after=STORE_RETRY_AFTER,
-                )
-            self._depth = stats.pending + stats.leased
-        if self._depth > self._max_queue:
+        depth = self._depth.current()
+        if depth is None:
+            return Refusal(
+                503,
+                "store_unavailable",
+                "the outbox cannot be read now; retry later",
+                retry_after=STORE_RETRY_AFTER,
+            )
+        if depth > self._max_queue:
             return Refusal(
                 503,
                 "backlog",
@@ -273,11 +316,7 @@ class Pipeline:
         job.result.events = len(job.events)
 
     def _check_size(self, item: Any) -> None:
-        text = _compact(item)
-        # A character is 1 to 4 bytes of UTF-8: encode only when the length cannot decide.
-        if len(text) * 4 <= self._max_message:
-            return
-        if len(text) > self._max_message or len(text.encode("utf-8")) > self._max_message:
+        if over_limit(item, self._max_message):
             raise MessageError(
                 [FieldError("", f"message is larger than {self._max_message} bytes")]
             )

@@ -91,6 +91,7 @@ def open_service(
         max_message_bytes=limits.max_message_bytes,
         max_waiting=limits.max_waiting_requests,
         max_queue_records=limits.max_queue_records,
+        stats=probe.stats,
     )
     service = IntakeService(config, pipeline, metrics, readiness)
     if worker:
