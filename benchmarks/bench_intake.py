@@ -15,19 +15,25 @@ track messages in batches of ``--batch`` (100, what analytics-python sends) to e
 server, and reports messages/s accepted (HTTP 200), the messages per CPU-second of the
 server process (steadier on a shared machine), the cost per message relative to the
 baseline (the ratio) and the CPUs the client itself used, as the median over
-``--rounds``, with the load average of each round (``machine_load.py``). "Accepted" for the intake
-means validated, mapped, hashed and committed to the outbox (WAL, synchronous=FULL).
+``--rounds``, with the load average of each round (``machine_load.py``). "Accepted" for
+the intake means validated, mapped, hashed and committed to the outbox (WAL,
+synchronous=FULL). After each measurement the next waits until every server (and the
+sandbox) is idle, so that no round runs beside another server's delivery; the
+worker-on server's CPU therefore includes delivering what its round enqueued.
 
 Goal (issue 11): >= 20,000 messages/s with the worker off, on a 2-core machine.
 
-``--workers N`` starts both intakes as ``serve --workers N``; the server CPU is then that of
-the supervisor and all its live children.
+``--workers N`` starts the intakes as ``serve --workers N``; the server CPU is then that
+of the supervisor and all its live children. ``--against DIR`` adds the worker-off intake
+of another source tree (``PYTHONPATH=DIR``, e.g. the main branch) to the same rounds.
 
-``--profile PATH`` instead runs the worker-off intake alone under pyinstrument (the event
-loop and each pipeline thread sampled) and writes the profiles to ``PATH.*.txt``.
+``--profile PATH`` instead runs the worker-off intake alone, in this file's harness, under
+pyinstrument (the event loop, map and write threads each sampled; wall time) and writes
+the profiles to ``PATH.THREAD.txt``; ``--thread-cpu PATH`` runs the same harness
+unsampled and prints each thread's CPU per message for every round.
 
 Run: ``python benchmarks/bench_intake.py [--messages N] [--rounds R] [--concurrency C]
-[--workers N] [--profile PATH]``.
+[--workers N] [--against DIR] [--profile PATH | --thread-cpu PATH]``.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,7 @@ from machine_load import cpus, load_1min, round_note, summary_note
 
 GOAL_MESSAGES_PER_SECOND = 20_000
 WRITE_KEY = "bench-write-key"
+AGAINST = "other tree"
 BANNER = re.compile(r"listening on (http://\S+)")
 
 
@@ -192,11 +199,27 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pids: list[int], seconds: float = 120.0) -> None:
+    """Wait (at most ``seconds``) until the processes ``pids`` are idle: under 5% of a CPU
+    over half a second. So that no round is measured while another server is still
+    delivering or committing what an earlier round sent it."""
+    deadline = time.monotonic() + seconds
+    used = sum(cpu_seconds(pid) for pid in pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sum(cpu_seconds(pid) for pid in pids)
+        if now - used < 0.025:
+            return
+        used = now
+
+
 @contextmanager
-def server(command: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+def server(
+    command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[tuple[str, int]]:
     """Start ``command``; yield the URL from its ``listening on`` line and its pid."""
     process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd
     )
     assert process.stderr is not None
     url = None
@@ -249,36 +272,50 @@ def serve_command(tmp: Path, name: str, endpoint: str | None, workers: int) -> l
     return [*command, "--endpoint", endpoint]
 
 
-def profiled_serve(argv: list[str], out: Path) -> None:
-    """Run ``cdp-tiktok serve`` in this process with pyinstrument sampling the event loop
-    (main thread) and the pipeline thread; write both profiles as text beside ``out``."""
+THREADS = ("loop", "map_loop", "write_loop")
+"""The threads of one intake process that run Python: the event loop, mapping, writing."""
+
+
+def profiled_serve(argv: list[str], out: Path, sample: bool) -> None:
+    """Run ``cdp-tiktok serve`` in this process; write the native id of each of
+    :data:`THREADS` to ``out.NAME.tid`` (for :func:`thread_cpu`) and, with ``sample``, its
+    pyinstrument profile (wall time) to ``out.NAME.txt`` when it ends."""
     from pyinstrument import Profiler
 
     from cdp_tiktok.cli import main as cli
     from cdp_tiktok.ingest.pipeline import Pipeline
 
-    def profiled(run: Any, name: str) -> Any:
-        def wrapper(self: Any) -> None:
-            profiler = Profiler(interval=0.001)
+    def measured(run: Callable[[], None], name: str) -> None:
+        out.with_suffix(f".{name}.tid").write_text(str(threading.get_native_id()))
+        profiler = Profiler(interval=0.001, async_mode="disabled") if sample else None
+        if profiler is not None:
             profiler.start()
-            try:
-                run(self)
-            finally:
+        try:
+            run()
+        finally:
+            if profiler is not None:
                 profiler.stop()
                 text = profiler.output_text(unicode=False, show_all=False)
                 out.with_suffix(f".{name}.txt").write_text(text)
 
-        return wrapper
+    def wrap(method: Any, name: str) -> Any:
+        return lambda self: measured(lambda: method(self), name)
 
-    for name in ("_map_loop", "_write_loop"):  # pyinstrument samples one thread each
-        setattr(Pipeline, name, profiled(getattr(Pipeline, name), name.strip("_")))
-    profiler = Profiler(interval=0.001, async_mode="disabled")
-    profiler.start()
-    try:
-        cli(argv, standalone_mode=False)
-    finally:
-        profiler.stop()
-        out.with_suffix(".loop.txt").write_text(profiler.output_text(unicode=False))
+    for name in THREADS[1:]:
+        setattr(Pipeline, f"_{name}", wrap(getattr(Pipeline, f"_{name}"), name))
+    measured(lambda: cli(argv, standalone_mode=False), THREADS[0])
+
+
+def thread_cpu(pid: int, out: Path) -> dict[str, float]:
+    """CPU seconds so far of each of :data:`THREADS` of the harness process ``pid``."""
+    found = {}
+    for name in THREADS:
+        tid = out.with_suffix(f".{name}.tid")
+        if tid.exists():
+            stat = Path(f"/proc/{pid}/task/{tid.read_text()}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            found[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 def main() -> None:
@@ -291,13 +328,25 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="profile the worker-off intake (one process) with pyinstrument instead: "
-        "writes PROFILE.loop.txt and one file per pipeline thread",
+        help="run the worker-off intake alone (one process, in the harness) instead, and "
+        "write PROFILE.THREAD.txt (pyinstrument) for its event loop, map and write threads",
+    )
+    parser.add_argument(
+        "--thread-cpu",
+        type=Path,
+        help="like --profile without sampling: only each thread's CPU time (files PATH.*)",
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="also measure the worker-off intake of another source tree (e.g. /work/main) "
+        "in the same rounds",
     )
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--run", default="r", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profiled-serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.baseline_server:
         baseline_server()
@@ -306,11 +355,14 @@ def main() -> None:
         client(args.client, args.messages, args.batch, args.concurrency, args.run)
         return
     if args.profiled_serve:
-        profiled_serve(rest, args.profiled_serve)
+        profiled_serve(rest, args.profiled_serve, args.sample)
         return
 
     env = {**os.environ, "CDP_TIKTOK_DEFAULT_PAGE_URL": "https://shop.example/"}
-    names = ["worker off"] if args.profile else ["baseline", "worker off", "worker on"]
+    harness = args.profile or args.thread_cpu
+    names = ["worker off"] if harness else ["baseline", "worker off", "worker on"]
+    if args.against and not harness:
+        names.append(AGAINST)
     results: dict[str, list[float]] = {name: [] for name in names}
     per_cpu: dict[str, list[float]] = {name: [] for name in names}
     client_cpu: dict[str, list[float]] = {name: [] for name in names}
@@ -318,9 +370,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         urls: dict[str, tuple[str, int]] = {}
-        if args.profile:
+        if harness:
             command = serve_command(tmp, "off", None, 1)
-            profiled = [sys.executable, __file__, "--profiled-serve", str(args.profile)]
+            profiled = [sys.executable, __file__, "--profiled-serve", str(harness)]
+            profiled += ["--sample"] if args.profile else []
             urls["worker off"] = stack.enter_context(server([*profiled, *command[3:]], env))
         else:
             sandbox, sandbox_url = sandbox_process()
@@ -332,15 +385,33 @@ def main() -> None:
             urls["worker off"] = stack.enter_context(server(off, env))
             on = serve_command(tmp, "on", sandbox_url, args.workers)
             urls["worker on"] = stack.enter_context(server(on, env))
+            if args.against:  # the same intake from another source tree, e.g. main's
+                other = {**env, "PYTHONPATH": str(args.against)}
+                command = serve_command(tmp, "against", None, args.workers)
+                urls[AGAINST] = stack.enter_context(server(command, other, args.against))
+        idle = [pid for _, pid in urls.values()]
+        if not harness:
+            idle.append(sandbox.pid)
         for round_number in range(args.rounds):
             samples = [load_1min()]
             parts = []
             for name, (url, pid) in urls.items():
                 before = cpu_seconds(pid)
+                threads_before = thread_cpu(pid, harness) if harness else {}
                 found = measure(url, args, f"{name[:4]}{round_number}")
-                # The worker-on server's CPU includes delivering what this round enqueued
-                # only in part (delivery lags); the wall-clock rate is the headline.
+                # Until the servers are idle again: the worker-on server's CPU includes
+                # delivering what this round enqueued (the wall-clock rate is the headline).
+                settle(idle)
                 cpu = cpu_seconds(pid) - before
+                if harness:
+                    threads = thread_cpu(pid, harness)
+                    per_message = {
+                        thread: (used - threads_before[thread]) / found["accepted"] * 1e6
+                        for thread, used in threads.items()
+                    }
+                    print("  server CPU per message by thread (us): " + ", ".join(
+                        f"{thread} {us:.1f}" for thread, us in per_message.items()
+                    ))  # fmt: skip
                 samples.append(load_1min())
                 if found["refused"]:
                     print(f"  {name}: refused requests {found['refused']}", file=sys.stderr)
