@@ -240,14 +240,31 @@ def _minute_seconds(text: str) -> int | None:
     return seconds
 
 
+# The text iso_utc_seconds answered last, and its answer: validation reads a message's
+# timestamp, then mapping reads the very same string object again (one tuple, replaced
+# whole, so a reader in another thread sees a matching pair).
+_last_answer: tuple[str, int | None] = ("", None)
+
+
 def iso_utc_seconds(text: str) -> int | None:
     """Whole Unix seconds (fraction dropped) of ``YYYY-MM-DDTHH:MM:SS[.f]Z`` with ASCII
     digits, 1 to 9 fraction digits and a real date and time from 1970 on; ``None`` for
     any other text (callers then use :func:`parse_timestamp`).
 
     Equal to ``datetime.fromisoformat(text[:19])`` taken as UTC, without building a
-    datetime (``tests/test_fastpaths_timestamps.py`` checks it).
+    datetime (``tests/test_fastpaths_timestamps.py`` checks it). Asked again about the
+    same string object, it answers from memory.
     """
+    global _last_answer
+    last = _last_answer
+    if last[0] is text:
+        return last[1]
+    seconds = _iso_utc_seconds(text)
+    _last_answer = (text, seconds)
+    return seconds
+
+
+def _iso_utc_seconds(text: str) -> int | None:
     base = _MINUTE_SECONDS.get(text[:16])
     if base is None:
         base = _minute_seconds(text)

@@ -156,3 +156,20 @@ def test_validate_keeps_a_canonical_timestamp_as_the_slow_route_writes_it(
 def test_validate_still_refuses_a_canonical_looking_impossible_time(text: str) -> None:
     with pytest.raises(MessageError):
         validate_message({"type": "track", "event": "E", "userId": "u", "timestamp": text})
+
+
+_texts = st.one_of(
+    st.builds(iso_z, moments, st.integers(0, 9)),
+    st.sampled_from(["", "2024-05-01T12:30:00Z", "2024-05-01T12:30:00+00:00", "soon"]),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(_texts, min_size=1, max_size=4), st.lists(st.integers(0, 3), max_size=12))
+def test_answers_from_memory_are_the_answers(texts: list[str], order: list[int]) -> None:
+    # The same string objects asked again, in any order, interleaved with copies.
+    for index in order:
+        text = texts[index % len(texts)]
+        assert iso_utc_seconds(text) == reference(text)
+        copy = "".join(text)  # equal text, another object (or the same, when interned)
+        assert iso_utc_seconds(copy) == reference(copy)
