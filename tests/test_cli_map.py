@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cdp_tiktok.cli import main
+from cdp_tiktok.jsonout import dumps_line
 from cdp_tiktok.matchkeys import sha256_hex
 from cdp_tiktok.tiktok.payload import validate_request
 
@@ -131,6 +133,39 @@ def test_envelope_bodies_hold_at_most_batch_max_events() -> None:
         ["m2", "m3"],
         ["m4"],
     ]
+
+
+def test_output_is_what_json_writes_for_big_ints_tiny_floats_and_non_ascii() -> None:
+    # Lines orjson writes and lines only json can write (ints beyond 64 bits, floats
+    # under 1e-4) come out as json.dumps writes them; NaN is dropped with a warning.
+    order = {"type": "track", "event": "Order Completed", "timestamp": T}
+    messages = [
+        {
+            **order,
+            "userId": "u-1",
+            "properties": {
+                "order_id": 2**100,
+                "revenue": 1e-05,
+                "currency": "EUR",
+                "products": [{"product_id": "p-é", "name": "Café 😀", "quantity": 2**64}],
+            },
+        },
+        {**order, "userId": "u-2", "properties": {"order_id": "o2", "revenue": math.nan}},
+        {**order, "userId": "u-3", "properties": {"order_id": "o3", "value": 2.5e20}},
+        {
+            **order,
+            "userId": "ü-4",
+            "properties": {"order_id": "o4", "value": 10.5, "x": "日本\u2028"},
+        },
+    ]
+    code, out, err = run(stdin=jsonl(*messages))
+    assert code == 0, err
+    lines = out.splitlines(keepends=True)
+    assert len(lines) == 4
+    assert all(line == dumps_line(json.loads(line)) for line in lines)
+    assert '"value":1e-05' in lines[0] and f'"num_items":{2**64}' in lines[0]
+    assert "Café 😀" in lines[0] and '"value":2.5e+20' in lines[2] and '"value":10.5' in lines[3]
+    assert "properties.value: a non-finite number; field dropped" in err
 
 
 def test_app_source_and_a_custom_mapping_directory(tmp_path: Path) -> None:

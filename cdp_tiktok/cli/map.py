@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from collections.abc import Mapping
 from typing import IO, Any
@@ -12,12 +11,11 @@ import click
 
 from cdp_tiktok.cli.options import setting_options, settings_from_options
 from cdp_tiktok.events import BatchKey, MapResult
+from cdp_tiktok.jsonout import line_writer
 from cdp_tiktok.jsonstream import iter_messages
 from cdp_tiktok.mapping.problems import MappingLoadError
 from cdp_tiktok.messages import MessageError
 from cdp_tiktok.settings import SANDBOX_PIXEL_CODE
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def _describe(message: Mapping[str, Any]) -> str:
@@ -91,6 +89,7 @@ def map_command(
     source = "<stdin>" if name in ("-", "<stdin>") else str(name)
     err = sys.stderr
     out = sys.stdout
+    write_line = line_writer(out)
     results: list[MapResult] = []
     with Host(settings, identity=identity_url) as host:
         plugin = host.plugin("tiktok")
@@ -113,7 +112,7 @@ def map_command(
             from cdp_tiktok.tiktok.payload import build_request
 
             body = build_request(key, batches.pop(key), settings.partner_name)
-            out.write(_dumps(body) + "\n")
+            write_line(body)
 
         limit = settings.max_message_bytes
         for line, item in iter_messages(file, source, max_message_bytes=limit):
@@ -147,7 +146,7 @@ def map_command(
                     if len(batch) >= batch_limit:
                         flush(event.key)
                 else:
-                    out.write(_dumps(event.data) + "\n")
+                    write_line(event.data)
         for key in list(batches):
             flush(key)
         out.flush()
