@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -217,3 +219,135 @@ def test_the_summary_counts_where_national_phone_regions_came_from(
     assert _row(result.stdout, "phone:no_region") == "1"
     assert _row(result.stdout, "phone ") == "67%"  # match-key coverage: 2 of 3 events
     assert "415" not in result.output
+
+
+# --- delivery in a process of its own ------------------------------------------------------
+
+FAILING_CLASSIFIER = """
+from cdp_tiktok.hookspecs import hookimpl
+
+
+class Plugin:
+    @hookimpl(tryfirst=True)
+    def cdp_classify_response(self, status_code, body, error, batch_size):
+        return 1 / 0
+
+
+plugin = Plugin()
+"""
+
+
+def test_a_failure_in_the_delivery_process_is_one_error_line(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins = tmp_path / "plugins"
+    info = plugins / "failing_classifier-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: failing-classifier\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text("[cdp_tiktok]\nfailing = failing_classifier:plugin\n")
+    (plugins / "failing_classifier.py").write_text(FAILING_CLASSIFIER)
+    monkeypatch.syspath_prepend(str(plugins))
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(m) for m in _one_event_messages()[:5]))
+    result = runner.invoke(main, ["send", str(source), "--sandbox"])
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.exit_code == 70, output  # a bug (in a plugin), as the CLI reports bugs
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "unexpected ZeroDivisionError" in errors[0], result.stderr
+    stats = sqlite3.connect(tmp_path / "cdp_tiktok_sandbox_outbox.db").execute(
+        "SELECT COUNT(*) FROM outbox WHERE state = 'live'"
+    )
+    assert stats.fetchone()[0] == 5  # every event kept for a later run
+
+
+def _live_send(tmp_path: Path, sandbox_url: str, errors: Any) -> subprocess.Popen[bytes]:
+    """``send -`` in a process group of its own (as a shell runs it), reading a pipe."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_TIKTOK_")}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cdp_tiktok",
+            *_send_args("-", sandbox_url, SANDBOX_ACCESS_TOKEN, "sqlite:///live.db"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _feed_until_delivered(process: subprocess.Popen[bytes], sandbox: SandboxServer) -> int:
+    messages = _one_event_messages()[:20]
+    assert process.stdin is not None
+    for message in messages:
+        process.stdin.write(json.dumps(message).encode() + b"\n")
+    process.stdin.flush()
+    deadline = time.monotonic() + 30
+    while sandbox.stats().accepted_events < len(messages) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox.stats().accepted_events == len(messages)
+    return len(messages)
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_ctrl_c_stops_both_processes_and_leaves_no_lease(tmp_path: Path) -> None:
+    with SandboxServer() as sandbox, (tmp_path / "stderr.txt").open("wb") as errors:
+        process = _live_send(tmp_path, sandbox.url, errors)
+        try:
+            sent = _feed_until_delivered(process, sandbox)
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            assert process.stdin is not None
+            process.stdin.close()
+    assert process.returncode == 1, (tmp_path / "stderr.txt").read_text()
+    assert "Aborted" in (tmp_path / "stderr.txt").read_text()
+    with contextlib.closing(sqlite3.connect(tmp_path / "live.db")) as db:
+        assert (
+            db.execute("SELECT COUNT(*) FROM outbox WHERE lease_owner IS NOT NULL").fetchone()[0]
+            == 0
+        )
+        assert (
+            db.execute("SELECT value FROM counters WHERE name = 'delivered'").fetchone()[0] == sent
+        )
+
+
+def test_the_delivery_process_does_not_outlive_a_killed_send(tmp_path: Path) -> None:
+    with SandboxServer() as sandbox, (tmp_path / "stderr.txt").open("wb") as errors:
+        process = _live_send(tmp_path, sandbox.url, errors)
+        try:
+            _feed_until_delivered(process, sandbox)
+            children = _children(process.pid)
+            assert children  # the delivery process (the sandbox here runs in the test)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while any(_running(child) for child in children):
+                assert time.monotonic() < deadline, "the delivery process outlived send"
+                time.sleep(0.05)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            assert process.stdin is not None
+            process.stdin.close()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import select
 import stat
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -31,7 +33,10 @@ from cdp_tiktok.settings import TikTokSettings
 
 ENQUEUE_CHUNK = 1000
 ENQUEUE_LINGER = 0.2
-"""Seconds after which mapped events are enqueued even if fewer than ENQUEUE_CHUNK."""
+"""Seconds after which mapped events of standard input are enqueued even if fewer than
+ENQUEUE_CHUNK (a file is enqueued in whole chunks)."""
+ENQUEUE_QUEUE = 2
+"""Chunks mapped but not yet enqueued, at most (the enqueue thread's queue)."""
 PROGRESS_EVERY = 500
 HINTS = {
     "web events need page.url": "require_page_url is on, so web events without a page URL "
@@ -138,6 +143,63 @@ def _open_input(path: str) -> tuple[Any, str]:
         raise click.UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
+class _Enqueuer:
+    """Enqueues chunks of events on a thread of its own, in order, while mapping goes on.
+
+    SQLite does its work (the insert, the JSON check, the commit and its fsync, waiting
+    for another writer's lock) without holding the GIL, so the mapping thread keeps
+    running meanwhile. At most :data:`ENQUEUE_QUEUE` chunks wait (memory stays bounded).
+    :meth:`close` returns once every chunk is durably enqueued; a failure of the thread
+    is raised in the caller's thread by the next :meth:`put` or by :meth:`close`, and
+    after one, the chunks still waiting are dropped (they were never acknowledged).
+    """
+
+    def __init__(self, outbox: Any, summary: IntakeSummary, dedup_seconds: float) -> None:
+        self._outbox = outbox
+        self._summary = summary
+        self._dedup = dedup_seconds
+        self._chunks: queue.Queue[list[OutgoingEvent] | None] = queue.Queue(ENQUEUE_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="cdp-tiktok-enqueue", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (events := self._chunks.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                stored = self._outbox.enqueue(events, dedup_seconds=self._dedup)
+            except BaseException as exc:  # raised again in the caller's thread
+                self._error = exc
+            else:
+                self._summary.skipped += len(events) - len(stored)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, events: list[OutgoingEvent]) -> None:
+        """Hand over a chunk (waits while the queue is full)."""
+        self._raise()
+        self._chunks.put(events)
+
+    def close(self) -> None:
+        """Wait until every chunk handed over is enqueued; raise the thread's failure."""
+        self._chunks.put(None)
+        self._thread.join()
+        self._raise()
+
+    def abandon(self) -> None:
+        """Stop after the chunk being written (on an error or interrupt elsewhere)."""
+        self._error = self._error or _Abandoned()
+        self._chunks.put(None)
+        self._thread.join()
+
+
+class _Abandoned(Exception):
+    """The marker of an enqueue thread told to stop."""
+
+
 def _map_into_outbox(
     stream: Any,
     source: str,
@@ -156,40 +218,51 @@ def _map_into_outbox(
     max_age = settings.max_event_age_days * 86400.0
     now = time.time()
     flushed_at = time.monotonic()
+    # Only a live stream needs the linger: a file is read as fast as it maps, and
+    # lingering there would only cut the chunks (and the requests) short.
+    live = isinstance(stream, _Available)
+    linger = ENQUEUE_LINGER if live else float("inf")
+    writer = None if outbox is None else _Enqueuer(outbox, summary, dedup_seconds)
 
     def flush() -> None:
         nonlocal pending, flushed_at
-        if outbox is not None and pending:
-            stored = outbox.enqueue(pending, dedup_seconds=dedup_seconds)
-            summary.skipped += len(pending) - len(stored)
+        if writer is not None and pending:
+            writer.put(pending)
             pending = []
         flushed_at = time.monotonic()
 
-    if isinstance(stream, _Available):
+    if live:
         stream.on_idle = flush
     limit = settings.max_message_bytes
-    for _line, item in iter_messages(stream, source, max_message_bytes=limit):
-        summary.messages += 1
-        if on_read is not None and summary.messages % PROGRESS_EVERY == 0:
-            on_read(summary)
-        if isinstance(item, Exception):
-            summary.invalid += 1
-            err.print(f"[red]invalid[/red] {item}", markup=True, highlight=False)
-            continue
-        events = host.process(item, validated=True)
-        if not events:
-            summary.without_event += 1
-        for event in events:
-            summary.count(event, max_age, now)
-        if outbox is not None:
+    try:
+        for _line, item in iter_messages(stream, source, max_message_bytes=limit):
+            summary.messages += 1
+            if on_read is not None and summary.messages % PROGRESS_EVERY == 0:
+                on_read(summary)
+            if isinstance(item, Exception):
+                summary.invalid += 1
+                err.print(f"[red]invalid[/red] {item}", markup=True, highlight=False)
+                continue
+            events = host.process(item, validated=True)
+            if not events:
+                summary.without_event += 1
             for event in events:
-                if event.key.destination in deliverable:
-                    pending.append(event)
-                else:
-                    summary.undeliverable[event.key.destination] += 1
-            if len(pending) >= ENQUEUE_CHUNK or time.monotonic() - flushed_at >= ENQUEUE_LINGER:
-                flush()
-    flush()
+                summary.count(event, max_age, now)
+            if writer is not None:
+                for event in events:
+                    if event.key.destination in deliverable:
+                        pending.append(event)
+                    else:
+                        summary.undeliverable[event.key.destination] += 1
+                if len(pending) >= ENQUEUE_CHUNK or time.monotonic() - flushed_at >= linger:
+                    flush()
+        flush()
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        raise
+    if writer is not None:
+        writer.close()
     if on_read is not None:
         on_read(summary)
 
@@ -293,10 +366,11 @@ def send(
 ) -> None:
     """Map Segment messages from FILE (JSON, JSON array or JSON Lines), enqueue, deliver.
 
-    Events are durably enqueued in chunks (1,000 events, or every 0.2 s as messages
-    arrive) and, with an SQLite outbox, delivered while the input is still read; once the
-    input ends, delivery runs until the outbox is drained. Enqueueing is idempotent: an
-    event already pending, or delivered within dedup_window_hours, is skipped (counted in
+    Events are durably enqueued in chunks (1,000 events, or from standard input every
+    0.2 s as messages arrive) and, with an SQLite or PostgreSQL outbox, delivered by a
+    second process while the input is still read; once the input ends, it delivers until
+    the outbox is drained. Enqueueing is idempotent: an event already pending, or
+    delivered within dedup_window_hours, is skipped (counted in
     the summary) unless --resend is given. Exit status 1 when any event was
     dead-lettered, a destination stopped, or a message was invalid.
     """
@@ -391,25 +465,6 @@ def send(
             sys.exit(1)
 
 
-def _merge_reports(first: Any, second: Any) -> Any:
-    """One report for a streaming run followed by the final draining run."""
-    if first is None:
-        return second
-    from cdp_tiktok.delivery.worker import DeliveryReport
-
-    reasons = Counter(first.dead_reasons)
-    reasons.update(second.dead_reasons)
-    return DeliveryReport(
-        delivered=first.delivered + second.delivered,
-        dead=first.dead + second.dead,
-        retried=first.retried + second.retried,
-        requests=first.requests + second.requests,
-        stopped={**first.stopped, **second.stopped},
-        elapsed=first.elapsed + second.elapsed,
-        dead_reasons=dict(reasons),
-    )
-
-
 def _input_size(stream: Any) -> int | None:
     """The byte size of a regular input file, or ``None`` (standard input, a pipe)."""
     try:
@@ -435,6 +490,20 @@ def _share(position: int, size: int) -> str:
     )
 
 
+def _describe(exc: BaseException) -> tuple[str, int]:
+    """The ``Error:`` sentence and exit status of a failure in the delivery process."""
+    from cdp_tiktok.cli.errors import DATA_ERROR, debug_enabled, translate
+
+    if not isinstance(exc, Exception):
+        return f"the delivery process was stopped ({type(exc).__name__})", DATA_ERROR
+    context = click.get_current_context(silent=True)
+    root = context.find_root() if context is not None else None
+    if debug_enabled(bool(root is not None and root.params.get("debug"))):
+        traceback.print_exception(exc)  # the child's standard error is the command's
+    error = translate(exc)
+    return error.message, error.exit_code
+
+
 def _map_and_deliver(
     stream: Any,
     source: str,
@@ -445,28 +514,32 @@ def _map_and_deliver(
     err: Console,
     dedup_seconds: float,
 ) -> Any:
-    """Map and enqueue the input while a delivery thread sends; then drain the outbox.
+    """Map and enqueue the input while a delivery process sends; it then drains the outbox.
 
-    With an SQLite outbox a second thread (its own connection) delivers while the input
-    is still being read, so a long or endless stream (``-``) is sent promptly. Once the
-    input ends, a final run in this thread delivers what is left, retries included.
+    With an outbox other processes can open (SQLite, PostgreSQL) a forked child
+    (:class:`~cdp_tiktok.delivery.process.DeliveryProcess`, its own connection) delivers
+    while this process still reads and maps, on the other core: a long or endless stream
+    (``-``) is sent promptly, and once the input ends the child delivers what is left,
+    retries included, and reports. The outbox is the hand-off, so a crash of either
+    process loses no acknowledged event. A ``memory://`` outbox is delivered here, after
+    the input ends.
     """
     from cdp_tiktok.backends import open_outbox
+    from cdp_tiktok.cli.errors import CommandError
+    from cdp_tiktok.delivery.process import DeliveryFailed, DeliveryProcess
     from cdp_tiktok.delivery.runner import build_deliverer
     from cdp_tiktok.delivery.worker import Deliverer
 
     routes = delivery_settings(settings)
 
-    def deliverer(target: Any) -> Deliverer:
-        return build_deliverer(
-            target,
-            settings,
-            host=host,
-            on_wait=lambda text: err.print(f"[yellow]waiting[/yellow]: {text}"),
-        )
+    def deliverer(target: Any, on_wait: Callable[[str], None]) -> Deliverer:
+        return build_deliverer(target, settings, host=host, on_wait=on_wait)
+
+    def waiting(text: str) -> None:
+        err.print(f"[yellow]waiting[/yellow]: {text}")
 
     size = _input_size(stream)
-    with Progress(
+    progress = Progress(
         TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
         TextColumn("{task.fields[amount]}"),
@@ -474,54 +547,46 @@ def _map_and_deliver(
         TimeElapsedColumn(),
         console=err,
         transient=False,
-    ) as progress:
-        # A file's bar is its bytes read of its size (known before reading, whatever its
-        # format); standard input has no total, so its bar counts messages.
-        reading = progress.add_task("reading", total=size, amount="", detail="")
-        sending = progress.add_task("delivering", total=0, amount="0/0", detail="")
-        base = {"delivered": 0, "dead": 0}
-        expected = {"events": 0}  # the delivery bar's total: events produced so far
+    )
+    # A file's bar is its bytes read of its size (known before reading, whatever its
+    # format); standard input has no total, so its bar counts messages.
+    reading = progress.add_task("reading", total=size, amount="", detail="")
+    sending = progress.add_task("delivering", total=0, amount="0/0", detail="")
+    expected = {"events": 0}  # the delivery bar's total: events produced so far
 
-        def on_progress(state: Any) -> None:
-            done = base["delivered"] + base["dead"] + state.delivered + state.dead
-            total = expected["events"] = max(done, expected["events"])
-            progress.update(
-                sending,
-                completed=done,
-                total=total,
-                amount=f"{done}/{total}",
-                detail=f"delivered {base['delivered'] + state.delivered} · "
-                f"retrying {state.retried} · dead-lettered {base['dead'] + state.dead}",
-            )
+    def on_progress(state: Any) -> None:
+        done = state.delivered + state.dead
+        total = expected["events"] = max(done, expected["events"])
+        progress.update(
+            sending,
+            completed=done,
+            total=total,
+            amount=f"{done}/{total}",
+            detail=f"delivered {state.delivered} · retrying {state.retried} · "
+            f"dead-lettered {state.dead}",
+        )
 
-        def on_read(done: IntakeSummary) -> None:
-            position = _input_position(stream)
-            if size is None or position is None:
-                progress.update(reading, completed=done.messages, amount=f"{done.messages} read")
-            else:
-                progress.update(reading, completed=position, amount=_share(position, size))
-            progress.update(reading, detail=f"{done.events} events · {done.invalid} invalid")
-            expected["events"] = max(done.events, expected["events"])
-            progress.update(sending, total=expected["events"])
+    def on_read(done: IntakeSummary) -> None:
+        position = _input_position(stream)
+        if size is None or position is None:
+            progress.update(reading, completed=done.messages, amount=f"{done.messages} read")
+        else:
+            progress.update(reading, completed=position, amount=_share(position, size))
+        progress.update(reading, detail=f"{done.events} events · {done.invalid} invalid")
+        expected["events"] = max(done.events, expected["events"])
+        progress.update(sending, total=expected["events"])
 
-        streaming: dict[str, Any] = {}
-        stop = threading.Event()
-        worker: threading.Thread | None = None
-        if not settings.outbox.startswith("memory:"):
-
-            def deliver_while_reading() -> None:
-                own = open_outbox(settings.outbox)
-                try:
-                    streaming["report"] = deliverer(own).run(
-                        drain=False, stop=stop, on_progress=on_progress
-                    )
-                except BaseException as exc:  # re-raised in the main thread
-                    streaming["error"] = exc
-                finally:
-                    own.close()
-
-            worker = threading.Thread(target=deliver_while_reading, name="cdp-tiktok-deliver")
-            worker.start()
+    child: DeliveryProcess | None = None
+    if not settings.outbox.startswith("memory:"):
+        # Forked before the progress display starts its thread.
+        child = DeliveryProcess(
+            lambda: open_outbox(settings.outbox),
+            deliverer,
+            _describe,
+            on_progress=on_progress,
+            on_wait=waiting,
+        ).start()
+    with progress:
         try:
             _map_into_outbox(
                 stream,
@@ -535,20 +600,22 @@ def _map_and_deliver(
                 on_read,
                 dedup_seconds,
             )
-        finally:
-            stop.set()
-            if worker is not None:
-                worker.join()
+        except BaseException:
+            if child is not None:
+                child.stop()  # requests in flight are settled, other leases released
+            raise
         progress.update(reading, total=size or summary.messages, completed=size or summary.messages)
         read = f"{summary.messages} messages" + (f", {_share(size, size)}" if size else "")
         progress.update(reading, amount=read)
-        if "error" in streaming:
-            raise streaming["error"]
-        first = streaming.get("report")
-        if first is not None:
-            base.update(delivered=first.delivered, dead=first.dead)
-        total = expected["events"] = base["delivered"] + base["dead"] + outbox.stats().pending
-        progress.update(sending, total=total, amount=f"{base['delivered'] + base['dead']}/{total}")
-        final = deliverer(outbox).run(drain=True, on_progress=on_progress)
-        on_progress(final)
-    return _merge_reports(first, final)
+        if child is None:
+            report = deliverer(outbox, waiting).run(drain=True, on_progress=on_progress)
+        else:
+            try:
+                report = child.finish()
+            except DeliveryFailed as failed:
+                raise CommandError(failed.message, failed.exit_code) from None
+            except BaseException:
+                child.stop()
+                raise
+        on_progress(report)
+    return report

@@ -139,26 +139,20 @@ def _key(row: Sequence[Any], start: int) -> BatchKey:
     return BatchKey(row[start], row[start + 1], row[start + 2], row[start + 3])
 
 
-def _records(rows: Sequence[Sequence[Any]]) -> list[OutboxRecord]:
+def _records(rows: list[Any]) -> list[OutboxRecord]:
     """Records from claimed rows, in id order; equal batch keys share one object."""
+    rows.sort(key=itemgetter(0))  # linear when already in id order (the usual claim)
     keys: dict[tuple[Any, ...], BatchKey] = {}
-    records = []
-    for row in sorted(rows, key=itemgetter(0)):
-        marker = (row[1], row[2], row[3], row[4])
+    records: list[OutboxRecord] = []
+    append = records.append
+    for id_, destination, source, source_id, code, data, event_id, attempts, at, past in rows:
+        marker = (destination, source, source_id, code)
         key = keys.get(marker)
         if key is None:
             key = keys[marker] = BatchKey(*marker)
-        records.append(
-            OutboxRecord(
-                row[0],
-                key,
-                row[5],
-                row[6],
-                row[7],
-                float(row[8]),
-                _history(row[9]),
-            )
-        )
+        # enqueued_at is a REAL column: SQLite hands back a float already.
+        history = () if past == "[]" else _history(past)
+        append(OutboxRecord(id_, key, data, event_id, attempts, at, history))
     return records
 
 

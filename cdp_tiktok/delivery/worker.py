@@ -45,6 +45,9 @@ MAX_POOL = 64
 """Upper bound on simultaneous requests of one run, whatever the settings say."""
 PROGRESS_INTERVAL = 0.25
 """Seconds between two ``on_progress`` calls (one more is made at the end)."""
+PENDING_REFRESH_SECONDS = 5.0
+"""Seconds between two reads of the outbox's pending count for ``on_progress`` (and one
+at the end): counting scans the outbox, ~0.15 s for 100,000 records in SQLite."""
 MIN_LEASE_SECONDS = 15.0
 """Shortest default lease; the default is ``max(MIN_LEASE_SECONDS, 2 * timeout + 5)``, so a
 request (and its bisection) settles well inside its lease, and a killed worker's records
@@ -69,7 +72,8 @@ class DeliveryProgress:
     """Live counters of a run, passed to ``on_progress``.
 
     ``delivered``, ``dead`` and ``retried`` count records; ``requests`` counts HTTP
-    requests (bisection included); ``pending`` is the outbox's pending count.
+    requests (bisection included); ``pending`` is the outbox's pending count, read at
+    most every :data:`PENDING_REFRESH_SECONDS` and at the end of the run.
     """
 
     delivered: int
@@ -224,6 +228,8 @@ class _Run:
         self.on_progress = on_progress
         self.started = owner._clock()
         self.last_progress = 0.0
+        self.pending = 0
+        self.pending_read_at: float | None = None
         self.stopped: dict[str, str] = {}
         self.stopped_at: dict[str, float] = {}  # when an auth/permission answer stopped it
         self.routes: dict[str, _Route] = {}
@@ -531,6 +537,10 @@ class _Run:
         if not force and now - self.last_progress < PROGRESS_INTERVAL:
             return
         self.last_progress = now
+        read_at = self.pending_read_at
+        if force or read_at is None or now - read_at >= PENDING_REFRESH_SECONDS:
+            self.pending = self.o._outbox.stats().pending
+            self.pending_read_at = now
         counters = self.settler.counters
         self.on_progress(
             DeliveryProgress(
@@ -538,7 +548,7 @@ class _Run:
                 dead=counters.dead,
                 retried=counters.retried,
                 requests=counters.requests,
-                pending=self.o._outbox.stats().pending,
+                pending=self.pending,
                 elapsed=now - self.started,
             )
         )
