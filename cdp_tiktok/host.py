@@ -355,16 +355,29 @@ class Host:
 
         ``routes``: what :meth:`route` returned for this message, when the caller already
         asked (it is not asked again). Raises :class:`cdp_tiktok.messages.MessageError` for
-        an invalid message, before any hook runs: nothing is half-processed.
+        an invalid message, before any hook runs: nothing is half-processed. With an
+        outbox, the message's identity writes are durable (:meth:`flush`) before its
+        events are enqueued and before it returns.
         """
         valid = dict(message) if validated else validate_message(message)
         events: list[OutgoingEvent] = []
         on_message = self.hooks.on_message
         for destination in self.route(valid) if routes is None else routes:
             events.extend(on_message(valid, destination))
-        if events and self.outbox is not None:
-            self.outbox.enqueue(events)
+        if self.outbox is not None:
+            self.flush()
+            if events:
+                self.outbox.enqueue(events)
         return events
+
+    def flush(self) -> None:
+        """Make the identity writes of the messages processed so far durable and visible
+        to other processes (a store that writes through, or none, has nothing to do).
+        Whoever commits mapped events to an outbox calls this first, so that no event in
+        the outbox depends on identity writes that are not durable yet."""
+        flush = getattr(self.identity, "flush", None)
+        if flush is not None:
+            flush()
 
     # --- Segment-style Python API -------------------------------------------------
 

@@ -23,6 +23,7 @@ plugin adds others (e.g. Redis) with the ``cdp_register_identity_stores`` hook.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -80,8 +81,10 @@ class IdentityStore(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def id_digest(identifier: str) -> str:
-    """The stored form of a userId/anonymousId: SHA-256 hex of a namespaced id."""
+    """The stored form of a userId/anonymousId: SHA-256 hex of a namespaced id (memoized:
+    the same people come back; a pure function, so every store may share it)."""
     return sha256_hex(_ID_NAMESPACE + identifier)
 
 
@@ -266,7 +269,9 @@ _UPSERT_LINK = (
     "INSERT INTO identity_links (node, other, written) VALUES (?, ?, ?) "
     "ON CONFLICT (node, other) DO UPDATE SET written = excluded.written"
 )
-_SELECT_LINKS = "SELECT other FROM identity_links WHERE node = ? AND written >= ?"
+# ORDER BY: the primary key's order (no sort); a lookup that reaches MAX_LINKED_IDS keeps
+# the same ids whichever plan SQLite picks, and the cache (identity_cache.py) can follow it.
+_SELECT_LINKS = "SELECT other FROM identity_links WHERE node = ? AND written >= ? ORDER BY other"
 _SELECT_KEYS = (
     "SELECT key, value FROM identity_keys WHERE node = ? AND written >= ? "
     "ORDER BY written DESC, key, value"
@@ -279,6 +284,7 @@ class SQLiteIdentityStore:
 
     def __init__(self, path: str | Path, ttl_seconds: float, busy_timeout_ms: int = 10_000) -> None:
         self._ttl = ttl_seconds
+        self.ttl_seconds: Final = ttl_seconds
         self.path = Path(path)
         self._lock = _StoreLock(self.path)
         self._writes = 0
@@ -347,6 +353,47 @@ class SQLiteIdentityStore:
         if len(nodes) == 2:
             at = time.time() if now is None else now
             self._write([(_UPSERT_LINK, _link_rows(nodes[0], nodes[1], at))])
+
+    def write_rows(
+        self, keys: Sequence[tuple[str, str, str, float]], links: Sequence[tuple[str, str, float]]
+    ) -> None:
+        """Upsert ``(node, key, value, written)`` and ``(node, other, written)`` rows (ids
+        already digested, values already checked) in one transaction, later rows winning;
+        for :mod:`cdp_tiktok.identity_cache`, which counts writes for purging itself."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(_UPSERT_KEY, keys)
+                self._db.executemany(_UPSERT_LINK, links)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def rows_of(
+        self, nodes: Sequence[str]
+    ) -> tuple[list[tuple[str, str, str, float]], list[tuple[str, str, float]]]:
+        """Every stored row of the id digests ``nodes``, expired or not: ``(node, key,
+        value, written)`` and ``(node, other, written)``."""
+        marks = ",".join("?" * len(nodes))
+        with self._lock:
+            keys = self._db.execute(
+                f"SELECT node, key, value, written FROM identity_keys WHERE node IN ({marks})",
+                tuple(nodes),
+            ).fetchall()
+            links = self._db.execute(
+                f"SELECT node, other, written FROM identity_links WHERE node IN ({marks})",
+                tuple(nodes),
+            ).fetchall()
+        return keys, links
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes whenever another connection (this
+        process or another) committed to the file since the last call; own commits do not
+        change it."""
+        with self._lock:
+            version: int = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def _component(self, start: list[str], since: float) -> list[str]:
         seen = list(start)

@@ -22,6 +22,7 @@ from cdp_tiktok.identity import (
     SQLiteIdentityStore,
     enrich_user,
 )
+from cdp_tiktok.identity_cache import CachedIdentityStore
 from cdp_tiktok.matchkeys import normalize_user, sha256_hex
 from tests.pg import fresh_database
 
@@ -37,13 +38,18 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-uncached", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IdentityStore]:
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_url")
         opened = open_identity_store(url, ttl_seconds=30 * DAY)  # creates the schema
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("TRUNCATE cdp_identity_keys, cdp_identity_links")
+        yield opened
+        opened.close()
+        return
+    if request.param == "sqlite-uncached":
+        opened: IdentityStore = SQLiteIdentityStore(tmp_path / "id.db", ttl_seconds=30 * DAY)
         yield opened
         opened.close()
         return
@@ -174,6 +180,8 @@ def test_sqlite_file_never_holds_raw_values(tmp_path: Path) -> None:
     store.remember(user_id, anonymous_id, keys)
     store.link("previous-secret-7", user_id)
     assert store.lookup(user_id, None) == keys
+    assert isinstance(store, CachedIdentityStore)
+    store.flush()  # the cache writes behind
     content = sqlite_bytes(path)  # while open: the rows are in the -wal file
     assert keys["email"][0].encode() in content  # the check reads the right bytes
     needles = [*raw.values(), "alice.private@example.com", "+12133734253", "2133734253"]
@@ -204,7 +212,7 @@ def test_sqlite_store_survives_reopening_and_purges_expired_rows(tmp_path: Path)
     store.remember("u2", None, {"email": [E2]})
     store.close()
     reopened = open_identity_store(url, ttl_seconds=DAY)  # opening purges the expired u1 row
-    assert isinstance(reopened, SQLiteIdentityStore)
+    assert isinstance(reopened, CachedIdentityStore)
     assert reopened.lookup("u1", None, now=T0) == {}
     assert reopened.lookup("u2", None) == {"email": [E2]}
     assert reopened.purge() == 0

@@ -227,6 +227,7 @@ def _map_into_outbox(
     def flush() -> None:
         nonlocal pending, flushed_at
         if writer is not None and pending:
+            host.flush()  # the identity writes these events were mapped with, first
             writer.put(pending)
             pending = []
         flushed_at = time.monotonic()

@@ -116,7 +116,9 @@ class Pipeline:
 
     ``process`` maps one validated message to events (the host's
     :meth:`~cdp_tiktok.host.Host.process` without an outbox); ``deliverable`` names the
-    destinations with delivery settings, whose events are enqueued. Refuses new jobs
+    destinations with delivery settings, whose events are enqueued; ``flush_identity``
+    (:meth:`~cdp_tiktok.host.Host.flush`) runs on the mapping thread after each group is
+    mapped, before the group goes to the writer. Refuses new jobs
     with 503 while ``max_waiting`` jobs wait, or while the outbox holds more than
     ``max_queue_records`` undelivered records as read by ``stats`` (by default the
     outbox's own; better another connection to it, so that counting never waits for a
@@ -134,8 +136,10 @@ class Pipeline:
         max_waiting: int,
         max_queue_records: int,
         stats: Callable[[], OutboxStats] | None = None,
+        flush_identity: Callable[[], None] = lambda: None,
     ) -> None:
         self._process = process
+        self._flush_identity = flush_identity
         self._outbox = outbox
         self._deliverable = frozenset(deliverable)
         self._metrics = metrics
@@ -229,6 +233,13 @@ class Pipeline:
                 job.result = JobResult(
                     refusal=Refusal(500, "internal_error", "the messages could not be mapped")
                 )
+        # The group's identity writes are durable before any of its events is committed
+        # or any of its jobs answered (an identify, even without events, enriches what
+        # any process maps next).
+        try:
+            self._flush_identity()
+        except Exception as exc:  # identity store full or down: refuse the group
+            self._store_failed(group, exc, "identity store")
 
     def _commit(self, group: list[Job]) -> None:
         mapped = [job for job in group if job.result.refusal is None]
@@ -260,12 +271,12 @@ class Pipeline:
             self._outbox.enqueue(events)
 
     @staticmethod
-    def _store_failed(jobs: list[Job], exc: Exception) -> None:
-        log.error("outbox enqueue failed: %s", type(exc).__name__)
+    def _store_failed(jobs: list[Job], exc: Exception, store: str = "outbox") -> None:
+        log.error("%s write failed: %s", store, type(exc).__name__)
         refusal = Refusal(
             503,
             "store_unavailable",
-            "the outbox cannot store messages now; retry later",
+            f"the {store} cannot store messages now; retry later",
             retry_after=STORE_RETRY_AFTER,
         )
         for job in jobs:

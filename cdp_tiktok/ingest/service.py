@@ -92,6 +92,7 @@ def open_service(
         max_waiting=limits.max_waiting_requests,
         max_queue_records=limits.max_queue_records,
         stats=probe.stats,
+        flush_identity=host.flush,
     )
     service = IntakeService(config, pipeline, metrics, readiness)
     if worker:

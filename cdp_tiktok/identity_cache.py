@@ -1,0 +1,296 @@
+"""A cache with write-behind batching in front of the SQLite identity store.
+
+:class:`CachedIdentityStore` keeps, per id digest it has met, a copy of that id's rows
+(hashed keys and links, with when each was written) and answers :meth:`lookup` from it
+by the very rules of :class:`~cdp_tiktok.identity.SQLiteIdentityStore` (same expiry,
+same link order and cap, same newest-first order and cap per key), so the answer is the
+one the store would give. ``remember`` and ``link`` update the copy at once and are
+written to the file later, in one transaction per batch.
+
+Guarantees:
+
+* Answers equal the uncached store's for the same sequence of calls on one connection
+  (property-tested), and across connections once the writer has flushed.
+* Writes become durable (and visible to other connections and processes) at
+  :meth:`CachedIdentityStore.flush`, which also runs every :data:`FLUSH_EVERY` writes,
+  before ``forget``, ``purge`` and ``checkpoint``, in ``close`` (even when it fails), and
+  when the store is garbage collected or the interpreter exits without ``close``. The
+  callers that commit events (``Host.process`` with an outbox, ``cdp-tiktok send``, the
+  HTTP intake) flush before each outbox commit, and the intake before it answers.
+* Another connection's commit (``PRAGMA data_version``, read before every lookup) drops
+  the whole copy, after flushing this one's writes, so an identify committed by another
+  process enriches the next lookup here.
+* Entries expire exactly as in the store (the copy keeps each row's written time); the
+  store's purge still runs every :data:`~cdp_tiktok.identity.PURGE_EVERY` writes.
+* Nothing but digests and hashed keys is held, as in the store; at most
+  ``max_ids`` ids are kept (then the copy is flushed and dropped).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+from cdp_tiktok.identity import (
+    MAX_LINKED_IDS,
+    PURGE_EVERY,
+    SQLiteIdentityStore,
+    checked_keys,
+    id_digests,
+    merge_rows,
+)
+
+FLUSH_EVERY: Final = 512
+"""Buffered writes (remember/link calls) are written to the file at this count at the latest."""
+MAX_CACHED_IDS: Final = 100_000
+"""At most this many ids are kept in memory (a few hundred bytes each)."""
+_EXIT_LOCK_SECONDS: Final = 10.0
+
+KeyRow = tuple[str, str, str, float]
+LinkRow = tuple[str, str, float]
+
+
+class _Node:
+    """What the file holds for one id digest (plus this connection's buffered writes)."""
+
+    __slots__ = ("_ordered_keys", "_ordered_links", "keys", "links")
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str], float] = {}
+        self.links: dict[str, float] = {}
+        self._ordered_keys: list[tuple[float, str, str]] | None = None
+        self._ordered_links: list[tuple[str, float]] | None = None
+
+    def changed(self) -> None:
+        self._ordered_keys = self._ordered_links = None
+
+    def ordered_keys(self) -> list[tuple[float, str, str]]:
+        """``(written, key, value)`` in the store's order: newest first, then key, value."""
+        if self._ordered_keys is None:
+            rows = [(at, key, value) for (key, value), at in self.keys.items()]
+            self._ordered_keys = sorted(rows, key=lambda r: (-r[0], r[1], r[2]))
+        return self._ordered_keys
+
+    def ordered_links(self) -> list[tuple[str, float]]:
+        """``(other, written)`` in the store's order (by ``other``)."""
+        if self._ordered_links is None:
+            self._ordered_links = sorted(self.links.items())
+        return self._ordered_links
+
+
+class CachedIdentityStore:
+    """An :class:`~cdp_tiktok.identity.IdentityStore` answering from memory in front of a
+    :class:`~cdp_tiktok.identity.SQLiteIdentityStore` it owns (closed by :meth:`close`);
+    thread-safe. See the module docstring for what it guarantees."""
+
+    def __init__(
+        self,
+        store: SQLiteIdentityStore,
+        *,
+        flush_every: int = FLUSH_EVERY,
+        max_ids: int = MAX_CACHED_IDS,
+    ) -> None:
+        self._store = store
+        self.path: Path = store.path
+        self._ttl = store.ttl_seconds
+        self._flush_every = flush_every
+        self._max_ids = max_ids
+        self._lock = threading.Lock()
+        self._nodes: dict[str, _Node] = {}
+        # Every id with a buffered write is in _nodes (so a lookup never misses one).
+        self._pending_keys: dict[tuple[str, str, str], float] = {}
+        self._pending_links: dict[tuple[str, str], float] = {}
+        self._buffered = 0
+        self._writes = 0
+        self._version = store.data_version()
+        self._finalizer = weakref.finalize(
+            self, _flush_left, self._lock, store, self._pending_keys, self._pending_links
+        )
+
+    # --- writes ------------------------------------------------------------------------
+
+    def remember(
+        self,
+        user_id: str | None,
+        anonymous_id: str | None,
+        keys: Mapping[str, Sequence[str]],
+        now: float | None = None,
+    ) -> None:
+        """See :meth:`~cdp_tiktok.identity.IdentityStore.remember` (durable at the next
+        flush); a raw value raises ``ValueError`` at once and nothing is buffered."""
+        rows = checked_keys(keys)
+        at = float(time.time() if now is None else now)
+        nodes = id_digests(user_id, anonymous_id)
+        if not rows and len(nodes) < 2:
+            return
+        with self._lock:
+            self._load(nodes)
+            for node in nodes:
+                entry = self._nodes[node]
+                for key, value in rows:
+                    entry.keys[key, value] = at
+                    self._pending_keys[node, key, value] = at
+                entry.changed()
+            if len(nodes) == 2:
+                self._link(nodes[0], nodes[1], at)
+            self._wrote()
+
+    def link(self, previous_id: str, user_id: str, now: float | None = None) -> None:
+        """See :meth:`~cdp_tiktok.identity.IdentityStore.link` (durable at the next flush)."""
+        nodes = id_digests(previous_id, user_id)
+        if len(nodes) < 2:
+            return
+        at = float(time.time() if now is None else now)
+        with self._lock:
+            self._load(nodes)
+            self._link(nodes[0], nodes[1], at)
+            self._wrote()
+
+    def _link(self, a: str, b: str, at: float) -> None:
+        for node, other in ((a, b), (b, a)):
+            entry = self._nodes[node]
+            entry.links[other] = at
+            entry.changed()
+            self._pending_links[node, other] = at
+
+    def _wrote(self) -> None:
+        self._writes += 1
+        self._buffered += 1
+        if self._writes % PURGE_EVERY == 0:  # when the uncached store would purge
+            self._flush()
+            self._store.purge()
+            self._nodes.clear()
+        elif self._buffered >= self._flush_every:
+            self._flush()
+        self._bound()
+
+    def flush(self) -> None:
+        """Write every buffered remember/link to the file in one transaction; afterwards
+        they are durable and other connections see them. On an error (disk full) they
+        stay buffered, to be written by the next flush."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        _write_pending(self._store, self._pending_keys, self._pending_links)
+        self._buffered = 0
+
+    # --- reads -------------------------------------------------------------------------
+
+    def lookup(
+        self, user_id: str | None, anonymous_id: str | None, now: float | None = None
+    ) -> dict[str, list[str]]:
+        """See :meth:`~cdp_tiktok.identity.IdentityStore.lookup`; equal to the uncached
+        store's answer, including this connection's buffered writes."""
+        since = (time.time() if now is None else now) - self._ttl
+        seen = id_digests(user_id, anonymous_id)
+        rows: list[tuple[str, str]] = []
+        with self._lock:
+            self._check_others()
+            nodes = self._nodes
+            index = 0
+            while index < len(seen):  # the store's breadth-first walk, over the copy
+                node = seen[index]
+                if node not in nodes:
+                    self._load(seen[index:])
+                for other, at in nodes[node].ordered_links():
+                    if at >= since and other not in seen and len(seen) < MAX_LINKED_IDS:
+                        seen.append(other)
+                index += 1
+            for node in seen:
+                for at, key, value in nodes[node].ordered_keys():
+                    if at < since:
+                        break
+                    rows.append((key, value))
+            self._bound()
+        return merge_rows(rows)
+
+    def _check_others(self) -> None:
+        version = self._store.data_version()
+        if version != self._version:
+            self._flush()
+            self._nodes.clear()
+            self._version = version
+
+    def _load(self, nodes: Sequence[str]) -> None:
+        missing = [node for node in dict.fromkeys(nodes) if node not in self._nodes]
+        if not missing:
+            return
+        keys, links = self._store.rows_of(missing)
+        fresh = {node: _Node() for node in missing}
+        for node, key, value, at in keys:
+            fresh[node].keys[key, value] = at
+        for node, other, at in links:
+            fresh[node].links[other] = at
+        self._nodes.update(fresh)
+
+    def _bound(self) -> None:
+        if len(self._nodes) > self._max_ids:
+            self._flush()
+            self._nodes.clear()
+
+    # --- the rest goes to the store, after a flush ----------------------------------------
+
+    def forget(self, user_id: str | None = None, anonymous_id: str | None = None) -> int:
+        """See :meth:`~cdp_tiktok.identity.IdentityStore.forget`: flushes first, so the
+        buffered writes of the person are deleted too, and drops the copy."""
+        with self._lock:
+            self._flush()
+            self._nodes.clear()
+            return self._store.forget(user_id, anonymous_id)
+
+    def purge(self, now: float | None = None) -> int:
+        """Flush, then delete expired entries and links (see the store's ``purge``)."""
+        with self._lock:
+            self._flush()
+            self._nodes.clear()
+            return self._store.purge(now)
+
+    def checkpoint(self) -> None:
+        """Flush, then fold the WAL into the main file (see the store's ``checkpoint``)."""
+        with self._lock:
+            self._flush()
+            self._store.checkpoint()
+
+    def close(self) -> None:
+        """Flush, then close the store (closed even when the flush fails, which raises)."""
+        with self._lock:
+            self._finalizer.detach()
+            try:
+                self._flush()
+            finally:
+                self._nodes.clear()
+                self._store.close()
+
+
+def _write_pending(
+    store: SQLiteIdentityStore,
+    keys: dict[tuple[str, str, str], float],
+    links: dict[tuple[str, str], float],
+) -> None:
+    if keys or links:
+        store.write_rows(
+            [(*row, at) for row, at in keys.items()],
+            [(*pair, at) for pair, at in links.items()],
+        )
+        keys.clear()
+        links.clear()
+
+
+def _flush_left(
+    lock: threading.Lock,
+    store: SQLiteIdentityStore,
+    keys: dict[tuple[str, str, str], float],
+    links: dict[tuple[str, str], float],
+) -> None:
+    """A store neither closed nor flushed (garbage collected, or at exit): write what is
+    left. A thread stuck holding the lock at exit is not waited for forever."""
+    if lock.acquire(timeout=_EXIT_LOCK_SECONDS):
+        try:
+            _write_pending(store, keys, links)
+        finally:
+            lock.release()
