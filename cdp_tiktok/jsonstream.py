@@ -41,13 +41,14 @@ from cdp_tiktok.messages import (
     is_batch,
     validate_message,
 )
-from cdp_tiktok.settings import TikTokSettings
 
 __all__ = ["MAX_MESSAGE_BYTES", "Readable", "Record", "iter_messages", "iter_records"]
 
 CHUNK_SIZE: Final = 64 * 1024
-# Default size limit of one line, array element or value (the setting's default).
-MAX_MESSAGE_BYTES: Final = TikTokSettings.max_message_bytes
+# Default size limit of one line, array element or value: the default of the setting
+# max_message_bytes (a test checks they are equal). Not read from cdp_tiktok.settings,
+# which would import jsonschema and yaml into every command that only reads messages.
+MAX_MESSAGE_BYTES: Final = 1_048_576
 # Reads while skipping the rest of an over-long line (fewer calls for a bomb).
 _SKIP_CHUNK: Final = 1024 * 1024
 _GZIP_MAGIC: Final = b"\x1f\x8b"

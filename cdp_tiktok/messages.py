@@ -30,10 +30,12 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from importlib import resources
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from jsonschema import Draft202012Validator, ValidationError
+if TYPE_CHECKING:  # imported when first needed: most runs never ask the schema
+    from jsonschema import Draft202012Validator, ValidationError
 
 __all__ = [
     "MESSAGE_SCHEMA",
@@ -57,14 +59,27 @@ MESSAGE_SCHEMA: Final[dict[str, Any]] = json.loads(
     .read_text(encoding="utf-8")
 )
 
-_VALIDATOR: Final = Draft202012Validator(MESSAGE_SCHEMA)
-_BATCH_VALIDATOR: Final = Draft202012Validator(
-    {
-        "$schema": MESSAGE_SCHEMA["$schema"],
-        "$defs": MESSAGE_SCHEMA["$defs"],
-        "$ref": "#/$defs/batch",
-    }
-)
+
+@cache
+def _message_validator() -> Draft202012Validator:
+    """The JSON Schema validator of one message (jsonschema is imported on first use)."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(MESSAGE_SCHEMA)
+
+
+@cache
+def _batch_validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(
+        {
+            "$schema": MESSAGE_SCHEMA["$schema"],
+            "$defs": MESSAGE_SCHEMA["$defs"],
+            "$ref": "#/$defs/batch",
+        }
+    )
+
 
 # Fixed namespace for derived message ids: changing it would change every derived id.
 MESSAGE_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:cdp-tiktok:message-id")
@@ -560,7 +575,7 @@ def validate_message(
     if default_type is not None and message.get("type") is None:
         message["type"] = default_type
     verdict = _scan(message)
-    errors = [] if verdict else _schema_errors(_VALIDATOR, message)
+    errors = [] if verdict else _schema_errors(_message_validator(), message)
     times: dict[str, datetime] = {}
     stamp = message.get("timestamp")
     # Already in the output form (what Segment's libraries send): kept as is, unparsed.
@@ -620,7 +635,7 @@ def expand_batch(
     envelope itself is, and a bad envelope raises :class:`MessageError`.
     """
     times: dict[str, datetime] = {}
-    errors = _schema_errors(_BATCH_VALIDATOR, envelope) + _time_errors(envelope, times)
+    errors = _schema_errors(_batch_validator(), envelope) + _time_errors(envelope, times)
     if errors:
         raise MessageError(sorted(set(errors)), line=line, source=source)
     context = envelope.get("context")

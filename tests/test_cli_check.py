@@ -98,3 +98,30 @@ def test_installed_command_runs_as_a_process(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert f"{path}:2: /event" in done.stdout
     assert f"{path}:4: invalid JSON" in done.stdout
+
+
+_IMPORTS = """
+import sys
+from click.testing import CliRunner
+from cdp_tiktok.cli import main
+result = CliRunner().invoke(main, ["check", sys.argv[1]])
+print(result.exit_code, *(name in sys.modules for name in ("jsonschema", "yaml")))
+"""
+
+
+def test_valid_messages_are_checked_without_importing_jsonschema_or_yaml(tmp_path: Path) -> None:
+    # The schema is only asked about a message the fast path cannot prove valid; these
+    # imports cost check (and every reader of messages) a third of a small run.
+    valid, broken = tmp_path / "valid.jsonl", tmp_path / "broken.jsonl"
+    valid.write_text("".join(json.dumps(m) + "\n" for m in VALID))
+    broken.write_text(BROKEN_TRACK + "\n")
+    run = [sys.executable, "-c", _IMPORTS]
+    assert subprocess.check_output([*run, str(valid)], text=True).split() == ["0", "False", "False"]
+    assert subprocess.check_output([*run, str(broken)], text=True).split() == ["1", "True", "False"]
+
+
+def test_the_default_size_limit_is_the_settings_default() -> None:
+    from cdp_tiktok.jsonstream import MAX_MESSAGE_BYTES
+    from cdp_tiktok.settings import TikTokSettings
+
+    assert TikTokSettings.max_message_bytes == MAX_MESSAGE_BYTES
