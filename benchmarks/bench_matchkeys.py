@@ -7,8 +7,13 @@ Measures, in one run, users per second for
 * ``MatchKeyNormalizer.normalize_user`` with 0% repeated users (every user new);
 * the same with 90% repeated users (the common case: most traffic repeats users).
 
-Goal (issue 3): with 90% repeats, at most 3 times the cost of the bare-hash baseline.
-Each scenario starts from a cold cache and the best of ``--rounds`` runs is reported.
+Goal (issue 13; issue 3 asked for 3): with 90% repeats, at most 2 times the cost of the
+bare-hash baseline. Each scenario starts from a cold normalizer (a fresh
+``MatchKeyNormalizer``, its caches empty). ``--rounds R`` interleaves R rounds (every
+scenario once per round) and reports the median time of each scenario and the median of
+the per-round ratios to the bare hash of the same round, with their min and max; the
+goal is judged on the median. Each round prints the 1-minute load average and is flagged
+UNRELIABLE when it exceeds the CPU count (``machine_load.py``).
 
 Run: ``python benchmarks/bench_matchkeys.py [--users N] [--rounds R] [--seed S]``.
 """
@@ -16,15 +21,19 @@ Run: ``python benchmarks/bench_matchkeys.py [--users N] [--rounds R] [--seed S]`
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
 
+from machine_load import load_1min, round_note, summary_note
+
 from cdp_tiktok.matchkeys import POLICY_VERSION, MatchKeyNormalizer, MatchKeyPolicy
 
-GOAL_RATIO = 3.0
+GOAL_RATIO = 2.0  # issue 13 (issue 3 asked for 3.0)
 AREA_CODES = ["213", "310", "415", "212", "646", "312", "617", "305", "206", "512"]
 DOMAINS = ["gmail.com", "yahoo.com", "outlook.com", "icloud.com", "example.co.uk"]
 Raw = tuple[str, str, str]
@@ -82,39 +91,63 @@ def policy_1(sequence: list[Raw]) -> Callable[[], None]:
     return run
 
 
-def best_seconds(run: Callable[[], None], rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+def seconds(run: Callable[[], None]) -> float:
+    """Wall seconds of one run of ``run``."""
+    gc.collect()
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000, help="users per scenario")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per scenario (best kept)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
-    print(f"match-key policy {POLICY_VERSION}, {args.users:,} users, best of {args.rounds}")
-    print(f"{'scenario':<34}{'users/s':>14}{'vs bare hash':>14}")
-    results: dict[str, float] = {}
+    scenarios: dict[str, Callable[[], None]] = {}
     for repeats in (0.0, 0.9):
         sequence = workload(args.users, repeats, args.seed)
-        base = best_seconds(bare_hash(sequence), args.rounds)
-        ours = best_seconds(policy_1(sequence), args.rounds)
-        results[f"{repeats:.0%}"] = ours / base
-        print(
-            f"{f'bare sha256, {repeats:.0%} repeats':<34}{args.users / base:>14,.0f}{1.0:>13.2f}x"
+        scenarios[f"bare sha256, {repeats:.0%} repeats"] = bare_hash(sequence)
+        scenarios[f"policy 1, {repeats:.0%} repeats"] = policy_1(sequence)
+    times: dict[str, list[float]] = {label: [] for label in scenarios}
+    loads: list[list[float]] = []
+    print(
+        f"match-key policy {POLICY_VERSION}, {args.users:,} users, "
+        f"median of {args.rounds} interleaved rounds"
+    )
+    for round_ in range(args.rounds):
+        samples = [load_1min()]
+        for label, run in scenarios.items():
+            times[label].append(seconds(run))
+            samples.append(load_1min())
+        loads.append(samples)
+        ratios = ", ".join(
+            f"{repeats} repeats {_ratio(times, repeats, -1):.2f}x" for repeats in ("0%", "90%")
         )
-        label = f"policy 1, {repeats:.0%} repeats"
-        print(f"{label:<34}{args.users / ours:>14,.0f}{ours / base:>13.2f}x")
-    ratio = results["90%"]
+        print(f"round {round_ + 1} ({round_note(samples)}): {ratios}", flush=True)
+    print(f"{'scenario':<34}{'users/s':>14}{'vs bare hash':>14}   (min .. max ratio)")
+    for repeats in ("0%", "90%"):
+        base = statistics.median(times[f"bare sha256, {repeats} repeats"])
+        ours = statistics.median(times[f"policy 1, {repeats} repeats"])
+        ratios = [_ratio(times, repeats, i) for i in range(args.rounds)]
+        print(f"{f'bare sha256, {repeats} repeats':<34}{args.users / base:>14,.0f}{1.0:>13.2f}x")
+        print(
+            f"{f'policy 1, {repeats} repeats':<34}{args.users / ours:>14,.0f}"
+            f"{statistics.median(ratios):>13.2f}x   ({min(ratios):.2f} .. {max(ratios):.2f})"
+        )
+    ratio = statistics.median(_ratio(times, "90%", i) for i in range(args.rounds))
     verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
-    print(f"goal (90% repeats <= {GOAL_RATIO:.0f}x bare hash): {verdict} ({ratio:.2f}x)")
+    print(f"goal (90% repeats <= {GOAL_RATIO:.0f}x bare hash, median): {verdict} ({ratio:.2f}x)")
+    print(summary_note(loads))
     return 0
+
+
+def _ratio(times: dict[str, list[float]], repeats: str, index: int) -> float:
+    """Round ``index``'s time of policy 1 over the bare hash's time in the same round."""
+    ours = times[f"policy 1, {repeats} repeats"][index]
+    return ours / times[f"bare sha256, {repeats} repeats"][index]
 
 
 if __name__ == "__main__":
