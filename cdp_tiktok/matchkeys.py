@@ -27,8 +27,8 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
 
 import phonenumbers
 
@@ -53,9 +53,12 @@ _ATT_STATUSES: Final = frozenset(
 )
 
 
+_sha256 = hashlib.sha256
+
+
 def sha256_hex(text: str) -> str:
     """Return the SHA-256 of ``text`` (UTF-8) as 64 lower-case hex characters."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _sha256(text.encode("utf-8")).hexdigest()
 
 
 def is_sha256_hex(text: str) -> bool:
@@ -74,7 +77,8 @@ class MatchKeyPolicy:
     ``default_region``.
     ``max_values``: at most this many distinct values per list key (email, phone,
     external_id); further values are dropped as ``key:too_many``.
-    ``cache_size``: entries of the in-memory LRU cache of normalized values (0 disables it).
+    ``cache_size``: entries of each of the two generations of the in-memory memo of
+    normalized values (0 disables it).
     """
 
     default_region: str | None = None
@@ -92,19 +96,31 @@ class MatchKeyPolicy:
             raise ValueError(f"default_region {region!r} is not a phone region (e.g. 'US', 'FR')")
 
 
-@dataclass
+@dataclass(init=False, slots=True)
 class UserKeys:
     """A TikTok ``user`` object plus what was dropped on the way.
 
     ``user`` holds ``email``/``phone``/``external_id`` as lists of 64-hex strings and the
-    other keys as strings; ``dropped`` counts dropped values by ``"key:reason"``.
+    other keys as strings; ``dropped`` counts dropped values by ``"key:reason"``;
+    ``phone_regions`` counts phone numbers without country code read with a region, by
+    the region's source (a :data:`PHONE_REGION_SOURCES` label).
     """
 
     user: dict[str, Any]
-    dropped: dict[str, int] = field(default_factory=dict)
-    phone_regions: dict[str, int] = field(default_factory=dict)
-    """Phone numbers without country code read with a region, by the region's source
-    (a :data:`PHONE_REGION_SOURCES` label)."""
+    dropped: dict[str, int]
+    phone_regions: dict[str, int]
+
+    def __init__(
+        self,
+        user: dict[str, Any],
+        dropped: dict[str, int] | None = None,
+        phone_regions: dict[str, int] | None = None,
+    ) -> None:
+        # written by hand: the generated __init__ with default factories costs twice as
+        # much, and one is made per event
+        self.user = user
+        self.dropped = {} if dropped is None else dropped
+        self.phone_regions = {} if phone_regions is None else phone_regions
 
 
 class _Invalid(Exception):
@@ -247,11 +263,32 @@ _PHONE_SEPARATORS = re.compile(r"[\s().\-/\[\]]")
 _INTERNATIONAL_DIGITS = re.compile(r"\+[1-9][0-9]{1,16}")
 _NATIONAL_DIGITS = re.compile(r"[1-9][0-9]{1,16}")
 _IS_POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
+_PARSER_MAX_TEXT: Final = 250  # phonenumbers refuses longer input as TOO_LONG
 
 
 @functools.cache
 def _prefix_pattern(pattern: str | None) -> re.Pattern[str] | None:
     return re.compile(pattern) if pattern else None
+
+
+@functools.cache
+def _national_prefix(country_code: int) -> re.Pattern[str] | bool | None:
+    """The national-prefix-for-parsing pattern of ``country_code``'s main region
+    (``None`` when it has none), or ``False`` when libphonenumber has no metadata."""
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None:
+        return False
+    return _prefix_pattern(metadata.national_prefix_for_parsing)
+
+
+@functools.cache
+def _possible_length(country_code: int, length: int) -> bool:
+    """Whether libphonenumber calls a number of ``country_code`` whose national
+    significant number has ``length`` digits (no leading zero) possible: it decides on
+    the length alone, so one number of each length answers for all."""
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int("1" * length))
+    return bool(phonenumbers.is_possible_number_with_reason(number) == _IS_POSSIBLE)
 
 
 def _possible_e164(country_code: int, significant: str) -> str | None:
@@ -266,15 +303,12 @@ def _possible_e164(country_code: int, significant: str) -> str | None:
     """
     if significant[0] == "0":
         return None
-    region = phonenumbers.region_code_for_country_code(country_code)
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
-    if metadata is None:
+    prefix = _national_prefix(country_code)
+    if prefix is False:
         return None
-    prefix = _prefix_pattern(metadata.national_prefix_for_parsing)
-    if prefix is not None and prefix.match(significant):
+    if prefix is not None and prefix.match(significant):  # type: ignore[union-attr]
         return None
-    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(significant))
-    if phonenumbers.is_possible_number_with_reason(number) != _IS_POSSIBLE:
+    if not _possible_length(country_code, len(significant)):
         return None
     return f"+{country_code}{significant}"
 
@@ -310,8 +344,13 @@ def _phone(default_region: str | None) -> Callable[[str], str]:
         compact = _PHONE_SEPARATORS.sub("", text)
         if _INTERNATIONAL_DIGITS.fullmatch(compact):
             fast = _fast_international(compact)
-        elif region is not None and _NATIONAL_DIGITS.fullmatch(compact):
-            fast = _fast_national(compact, region)
+        elif _NATIONAL_DIGITS.fullmatch(compact):
+            if region is None and len(compact) >= 3 and len(text) <= _PARSER_MAX_TEXT:
+                # the parser finds such a text viable (3+ digits, only punctuation
+                # between them) and, without "+" and without a region, no country
+                # code (a property test checks it says so)
+                raise _Invalid("no_region")
+            fast = _fast_national(compact, region) if region is not None else None
         else:
             fast = None
         if fast is not None:
@@ -436,43 +475,106 @@ def _number_text(value: float) -> str | None:
     return str(value)
 
 
+Memo = dict[str, dict[str, "str | _Reject"]]
+
+
 class MatchKeyNormalizer:
     """Applies policy 1 to raw user keys; thread-safe; reuse one instance.
 
-    Each distinct raw text per key is normalized once and then served from an LRU cache
-    of ``policy.cache_size`` entries held in memory only (``cache_info()`` reports it).
+    Each distinct raw text per key (and, for a phone number without country code, per
+    region) is normalized once and then served from a memo held in process memory only:
+    two generations of plain dictionaries (one per key) of at most ``cache_size``
+    entries each (0 disables the memo). A hit in the older generation moves the entry
+    to the newer one; when the newer one is full it becomes the older one and the
+    previous older one is dropped. ``cache_info()`` reports it.
     """
 
     def __init__(self, policy: MatchKeyPolicy = MatchKeyPolicy()) -> None:
         self.policy = policy
         self._rules = key_rules(policy)
+        self._many = frozenset(key for key, rule in self._rules.items() if rule.many)
         self._max_values = policy.max_values
-        cached = functools.lru_cache(maxsize=policy.cache_size)(self._normalize_text)
-        self._cached: Callable[[str, str], str | _Reject] = cached
-        self.cache_info = cached.cache_info
-        regional = functools.lru_cache(maxsize=policy.cache_size)(self._normalize_national)
-        self._regional: Callable[[str, str], str | _Reject] = regional
+        self._generation = policy.cache_size
+        self._keep = policy.cache_size > 0
+        # newer and older generation: memo name -> raw text -> result; a memo name is a
+        # match key, or "phone <region>" for national numbers read with that region
+        self._memo: Memo = self._empty()
+        self._older: Memo = self._empty()
+        self._size = 0  # entries in self._memo
+        self._misses = 0
         self._phone_by_region: dict[str, Callable[[str], str]] = {}
+        self._default_region = _found(policy, None)
 
-    def _normalize_national(self, text: str, region: str) -> str | _Reject:
+    def _empty(self) -> Memo:
+        return {key: {} for key in self._rules}
+
+    def cache_info(self) -> MemoInfo:
+        """How many values were normalized (misses), the memo's bound and its size."""
+        held = sum(len(d) for d in self._memo.values()) + sum(
+            len(d) for d in self._older.values()
+        )
+        return MemoInfo(self._misses, self.policy.cache_size, held)
+
+    def _remembered(
+        self, name: str, text: str, compute: Callable[[str, str], str | _Reject]
+    ) -> str | _Reject:
+        """The memo's result for ``text`` in memo ``name``, from the older generation
+        or computed by ``compute(name, text)``, stored in the newer generation."""
+        older = self._older.get(name)
+        found = older.pop(text, None) if older is not None else None
+        if found is None:
+            self._misses += 1
+            found = compute(name, text)
+        if not self._keep:
+            return found
+        if self._size >= self._generation:
+            # A reader holding the old dictionaries (another thread) still reads
+            # correct values: entries are never changed, only dropped.
+            self._older = self._memo
+            self._memo = self._empty()
+            self._size = 0
+        memo = self._memo
+        entries = memo.get(name)
+        if entries is None:
+            entries = memo[name] = {}
+        entries[text] = found
+        self._size += 1
+        return found
+
+    def _text(self, key: str, text: str) -> str | _Reject:
+        """The result for one raw text of ``key`` (memoized)."""
+        entries = self._memo.get(key)
+        if entries is None:
+            raise ValueError(f"unknown match key {key!r}; expected one of: {', '.join(USER_KEYS)}")
+        found = entries.get(text)
+        if found is not None:
+            return found
+        return self._remembered(key, text, self._normalize_text)
+
+    def _normalize_national(self, name: str, text: str) -> str | _Reject:
+        region = name.removeprefix("phone ")
         check = self._phone_by_region.get(region)
         if check is None:  # one parser per region, built once (at most ~250)
             check = self._phone_by_region.setdefault(region, _phone(region))
         try:
-            return sha256_hex(check(text.strip()))
+            return _sha256(check(text.strip()).encode()).hexdigest()
         except _Invalid as exc:
             return _reject(exc.reason)
 
     def _national(self, text: str, hint: _RegionHint) -> str | _Reject:
         """A phone number the international reading calls ``no_region``, read with the
         message's region (resolved once per call of :meth:`normalize_user`)."""
-        found = hint.resolve(self.policy)
+        found = hint.found if hint.done else hint.resolve(self.policy)
         if found is None:
             return _NO_REGION
-        region, label = found
-        result = self._regional(text, region)
-        if isinstance(result, str):
-            hint.used[label] = hint.used.get(label, 0) + 1
+        label, name = found
+        entries = self._memo.get(name)
+        result = entries.get(text) if entries is not None else None
+        if result is None:
+            result = self._remembered(name, text, self._normalize_national)
+        if result.__class__ is str:
+            used = hint.used
+            used[label] = used.get(label, 0) + 1
         return result
 
     def _normalize_text(self, key: str, text: str) -> str | _Reject:
@@ -486,17 +588,17 @@ class MatchKeyNormalizer:
             normalized = rule.normalize(text)
         except _Invalid as exc:
             return _reject(exc.reason)
-        return sha256_hex(normalized) if rule.hashed else normalized
+        return _sha256(normalized.encode()).hexdigest() if rule.hashed else normalized
 
     def _one(self, key: str, rule: KeyRule, value: Any) -> str | _Reject:
         if isinstance(value, str):
-            return self._cached(key, value)
+            return self._text(key, value)
         if value is None:
             return _BLANK
         if isinstance(value, bool) or not rule.numbers or not isinstance(value, int | float):
             return _reject("wrong_type")
         text = _number_text(value)
-        return _reject("invalid") if text is None else self._cached(key, text)
+        return _reject("invalid") if text is None else self._text(key, text)
 
     def normalize_user(
         self, raw: Mapping[str, Any], message: Mapping[str, Any] | None = None
@@ -510,29 +612,41 @@ class MatchKeyNormalizer:
         region is looked up only when such a number occurs). Raises ``ValueError``
         naming an unknown key.
         """
-        rules = self._rules
-        cached = self._cached
+        memo = self._memo
+        many = self._many
         user: dict[str, Any] = {}
         dropped: dict[str, int] = {}
         hint: _RegionHint | None = None  # made only when a national number occurs
         for key, value in raw.items():
-            rule = rules.get(key)
-            if rule is None:
-                raise ValueError(
-                    f"unknown match key {key!r}; expected one of: {', '.join(USER_KEYS)}"
-                )
-            if isinstance(value, str):  # the common case, kept short: one text value
-                result = cached(key, value)
+            if value.__class__ is str:  # the common case, kept short: one text value
+                entries = memo.get(key)
+                result = entries.get(value) if entries is not None else None
+                if result is None:
+                    result = self._text(key, value)
+                    memo = self._memo  # a new generation may have begun
+                if result.__class__ is str:
+                    user[key] = [result] if key in many else result
+                    continue
                 if result is _NO_REGION:
-                    hint = hint or _RegionHint(message)
+                    if hint is None:
+                        hint = _RegionHint(message, self._default_region)
                     result = self._national(value, hint)
-                if isinstance(result, str):
-                    user[key] = [result] if rule.many else result
-                elif result is not _BLANK:
-                    _count(dropped, key, result)
-            elif value is not None:
-                hint = hint or _RegionHint(message)
+                    memo = self._memo
+                    if result.__class__ is str:
+                        user[key] = [result]
+                        continue
+                if result is not _BLANK:
+                    _count(dropped, key, result)  # type: ignore[arg-type]
+            elif value is not None or key not in self._rules:
+                rule = self._rules.get(key)
+                if rule is None:
+                    raise ValueError(
+                        f"unknown match key {key!r}; expected one of: {', '.join(USER_KEYS)}"
+                    )
+                if hint is None:
+                    hint = _RegionHint(message, self._default_region)
                 self._several(key, rule, value, user, dropped, hint)
+                memo = self._memo
         return UserKeys(user, dropped, hint.used if hint is not None else {})
 
     def _several(
@@ -565,23 +679,40 @@ class MatchKeyNormalizer:
             user[key] = kept if rule.many else kept[0]
 
 
+class MemoInfo(NamedTuple):
+    """What :meth:`MatchKeyNormalizer.cache_info` reports."""
+
+    misses: int  # values normalized (not served from the memo)
+    maxsize: int  # the policy's cache_size
+    currsize: int  # entries held now
+
+
 _NO_REGION: Final = _reject("no_region")
 
 
+_Found = tuple[str, str]  # the region's source label and memo name ("phone <region>")
+
+
+def _found(policy: MatchKeyPolicy, message: Mapping[str, Any] | None) -> _Found | None:
+    found = phone_region(message, policy)
+    return None if found is None else (found[1], "phone " + found[0])
+
+
 class _RegionHint:
-    """The region of one message's national phone numbers, found at most once."""
+    """The region of one message's national phone numbers, found at most once
+    (``default`` is the policy's answer for no message, known in advance)."""
 
     __slots__ = ("done", "found", "message", "used")
 
-    def __init__(self, message: Mapping[str, Any] | None) -> None:
+    def __init__(self, message: Mapping[str, Any] | None, default: _Found | None) -> None:
         self.message = message
-        self.found: tuple[str, str] | None = None
-        self.done = False
+        self.found = default
+        self.done = message is None
         self.used: dict[str, int] = {}
 
-    def resolve(self, policy: MatchKeyPolicy) -> tuple[str, str] | None:
+    def resolve(self, policy: MatchKeyPolicy) -> _Found | None:
         if not self.done:
-            self.found = phone_region(self.message, policy)
+            self.found = _found(policy, self.message)
             self.done = True
         return self.found
 
