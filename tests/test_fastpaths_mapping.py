@@ -7,7 +7,10 @@
 * alternatives whose last option may raise are read inline with exactly the
   first-present/first-error semantics;
 * the inline "already the right type" tests only ever skip a coercer that would have
-  returned the value unchanged.
+  returned the value unchanged;
+* objects built inline in the function of the object (or fixed list) holding them, and
+  fixed lists built by generated code, give what the builder calls and the closure
+  they replace give: same values, same warnings in the same order.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from cdp_tiktok.mapping.codegen import (
     Field,
     FilterStep,
     Leaf,
+    list_builder,
     object_builder,
     value_function,
 )
+from cdp_tiktok.mapping.coerce import CoerceError, to_integer, to_number, to_string
 from cdp_tiktok.mapping.compiler import Compiler, EvalError
 from cdp_tiktok.mapping.filters import ABSENT, f_query_param, present
 from cdp_tiktok.mapping.problems import Reporter
@@ -345,3 +350,111 @@ def test_identical_generated_sources_compile_once() -> None:
     assert first.__code__ is second.__code__
     assert first({}, []) == {"v": "one"}
     assert second({}, []) == {"v": "two"}
+
+
+# --- objects built inline, generated fixed lists -------------------------------------
+
+SPEC_KEYS = ["a", "b", "c"]
+COERCERS = [None, to_string, to_number, to_integer]
+
+
+def raising_builder(scope: Mapping[str, Any], warnings: list[str]) -> Any:
+    raise EvalError("builder failed")
+
+
+def noting_builder(scope: Mapping[str, Any], warnings: list[str]) -> Any:
+    warnings.append("noted")
+    return scope.get("properties", ABSENT)
+
+
+def raising_leaf(scope: Mapping[str, Any]) -> Any:
+    raise EvalError("leaf failed")
+
+
+leaf_specs = st.one_of(
+    st.tuples(st.sampled_from(["properties", "context"]), st.lists(
+        st.one_of(st.sampled_from(SPEC_KEYS), st.integers(0, 1)), max_size=2
+    ).map(tuple)).map(lambda path: Leaf(path=path)),
+    json_leaf.map(lambda value: Leaf(constant=value)),
+    st.just(Leaf(function=raising_leaf)),
+)  # fmt: skip
+field_specs = st.recursive(
+    st.tuples(st.just("leaf"), leaf_specs, st.sampled_from(COERCERS))
+    | st.sampled_from([("builder", raising_builder), ("builder", noting_builder)]),
+    lambda inner: st.tuples(
+        st.sampled_from(["object", "list"]), st.lists(inner, min_size=1, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def make_field(key: str, spec: Any, inline: bool) -> Field:
+    """A codegen field for ``spec``; nested objects inline, or behind a builder call."""
+    kind = spec[0]
+    label = f"rule r: {key}"
+    if kind == "leaf":
+        return Field(key, spec[1], None, spec[2], label)
+    if kind == "builder":
+        return Field(key, None, spec[1], None, label)
+    children = [make_field(f"{key}.{i}", child, inline) for i, child in enumerate(spec[1])]
+    if kind == "list":
+        return Field(key, None, list_builder(children), None, label)
+    return Field(key, None, object_builder(children), None, label, (*children,) if inline else None)
+
+
+def reference_list(items: list[Field], scope: Mapping[str, Any], warnings: list[str]) -> Any:
+    """The closure the generated fixed lists replace (builder.py before codegen)."""
+    out = []
+    for item in items:
+        try:
+            if item.leaf is not None:
+                value = value_function(item.leaf)(scope)
+            else:
+                assert item.builder is not None
+                value = item.builder(scope, warnings)
+            if not present(value):
+                continue
+            if item.coerce is not None:
+                value = item.coerce(value)
+        except (EvalError, CoerceError) as exc:
+            warnings.append(f"{item.label}: {exc}; item dropped")
+            continue
+        out.append(value)
+    return out if out else ABSENT
+
+
+def built(build: Callable[[Mapping[str, Any], list[str]], Any], scope: Any) -> tuple[Any, Any]:
+    warnings: list[str] = []
+    return build(scope, warnings), warnings
+
+
+nested_scopes = st.fixed_dictionaries({}, optional={"properties": documents, "context": documents})
+
+
+@settings(max_examples=500)
+@given(st.lists(field_specs, min_size=1, max_size=5), nested_scopes)
+def test_objects_built_inline_equal_builder_calls(specs: list[Any], scope: dict[str, Any]) -> None:
+    inline = [make_field(f"f{i}", spec, True) for i, spec in enumerate(specs)]
+    called = [make_field(f"f{i}", spec, False) for i, spec in enumerate(specs)]
+    assert built(object_builder(inline), scope) == built(object_builder(called), scope)
+
+
+@settings(max_examples=500)
+@given(st.lists(field_specs, min_size=1, max_size=5), nested_scopes)
+def test_generated_fixed_lists_equal_the_closure(specs: list[Any], scope: dict[str, Any]) -> None:
+    items = [make_field(f"i{i}", spec, True) for i, spec in enumerate(specs)]
+    called = [make_field(f"i{i}", spec, False) for i, spec in enumerate(specs)]
+    expected = built(lambda s, w: reference_list(called, s, w), scope)
+    assert built(list_builder(items), scope) == expected
+    assert built(list_builder(called), scope) == expected
+
+
+def test_a_dropped_list_item_is_reported_and_the_rest_kept() -> None:
+    items = [
+        Field("", Leaf(path=("properties", ("a",))), None, to_integer, "rule r: contents"),
+        Field("", Leaf(constant=3), None, to_integer, "rule r: contents"),
+    ]
+    assert built(list_builder(items), {"properties": {"a": "x"}}) == (
+        [3],
+        ["rule r: contents: text that is not a plain decimal number; item dropped"],
+    )

@@ -12,7 +12,14 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from cdp_tiktok.mapping.codegen import Field, FilterStep, Leaf, object_builder, value_function
+from cdp_tiktok.mapping.codegen import (
+    Field,
+    FilterStep,
+    Leaf,
+    list_builder,
+    object_builder,
+    value_function,
+)
 from cdp_tiktok.mapping.coerce import (
     CONTENT_KEYS,
     FIELD_TYPES,
@@ -34,16 +41,22 @@ _LOOP = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)\s+in\s+(.+?)\s*")
 
 class Node:
     """A compiled spec: either a leaf (``value``, described by ``shape`` for code
-    generation; may raise EvalError) or a builder that reports its own fields."""
+    generation; may raise EvalError) or a builder that reports its own fields
+    (``fields`` describes an object builder's fields, so a parent can build it inline)."""
 
-    __slots__ = ("build", "leaf", "shape")
+    __slots__ = ("build", "fields", "leaf", "shape")
 
     def __init__(
-        self, leaf: Value | None = None, build: Builder | None = None, shape: Leaf | None = None
+        self,
+        leaf: Value | None = None,
+        build: Builder | None = None,
+        shape: Leaf | None = None,
+        fields: tuple[Field, ...] | None = None,
     ) -> None:
         self.leaf = leaf
         self.build = build
         self.shape = shape if shape is not None or leaf is None else describe(leaf)
+        self.fields = fields
 
     def run(self, scope: Mapping[str, Any], warnings: list[str]) -> Any:
         """Evaluate (leaves may raise EvalError; builders report their own fields)."""
@@ -109,7 +122,7 @@ class SpecCompiler:
         typed: bool = True,
     ) -> Node | None:
         """Compile an object whose fields are ``name -> (spec, doc path)``."""
-        compiled: list[tuple[str, Node | None, Builder | None, Coercer | None, str]] = []
+        compiled: list[tuple[str, Node, Coercer | None, str]] = []
         ok = True
         for key, (raw, at) in fields.items():
             path = f"{target}.{key}" if target else key
@@ -127,15 +140,11 @@ class SpecCompiler:
             coerce: Callable[[Any], Any] | None = None
             if typed and (node.leaf is not None or path in FIELD_TYPES):
                 coerce = coercer_for(path)
-            leaf_node = node if node.leaf is not None else None
-            compiled.append((key, leaf_node, node.build, coerce, f"{self.label}: {path}"))
+            compiled.append((key, node, coerce, f"{self.label}: {path}"))
         if not ok:
             return None
-        fields_ = [
-            Field(key, None if leaf is None else describe_node(leaf), builder, coerce, label)
-            for key, leaf, builder, coerce, label in compiled
-        ]
-        return Node(build=object_builder(fields_))
+        fields_ = tuple(field_of(key, node, coerce, label) for key, node, coerce, label in compiled)
+        return Node(build=object_builder(fields_), fields=fields_)
 
     def _alternatives(
         self, raw: list[Any], at: Path, target: str, roots: Collection[str], depth: int
@@ -150,13 +159,13 @@ class SpecCompiler:
         if all(shape is not None for shape in shapes):
             shape = Leaf(alternatives=tuple(s for s in shapes if s is not None))
             return Node(leaf=value_function(shape), shape=shape)
-        options = tuple(nodes_)
+        options = tuple(node.build or _leaf_runner(node) for node in nodes_)
 
         def first(scope: Mapping[str, Any], warnings: list[str]) -> Any:
             error: EvalError | None = None
             for option in options:
                 try:
-                    value = option.run(scope, warnings)
+                    value = option(scope, warnings)
                 except EvalError as exc:
                     error = error or exc
                     continue
@@ -172,36 +181,15 @@ class SpecCompiler:
         self, raw: list[Any], at: Path, target: str, roots: Collection[str], depth: int
     ) -> Node | None:
         item_target = f"{target}[]"
-        items: list[tuple[Node, Callable[[Any], Any] | None]] = []
+        label = f"{self.label}: {target}"
+        items: list[Field] = []
         for index, item in enumerate(raw):
             node = self.value(item, (*at, index), item_target, roots, depth + 1)
             if node is None:
                 return None
             coerce = coercer_for(item_target) if node.leaf is not None else None
-            items.append((node, coerce))
-        label = f"{self.label}: {target}"
-        entries = tuple((node.leaf, node.build, coerce) for node, coerce in items)
-
-        def build(scope: Mapping[str, Any], warnings: list[str]) -> Any:
-            out = []
-            for leaf, item_build, coerce in entries:
-                try:
-                    if leaf is not None:
-                        value = leaf(scope)
-                    else:
-                        assert item_build is not None
-                        value = item_build(scope, warnings)
-                    if not present(value):
-                        continue
-                    if coerce is not None:
-                        value = coerce(value)
-                except (EvalError, CoerceError) as exc:
-                    warnings.append(f"{label}: {exc}; item dropped")
-                    continue
-                out.append(value)
-            return out if out else ABSENT
-
-        return Node(build=build)
+            items.append(field_of("", node, coerce, label))
+        return Node(build=list_builder(items))
 
     def _loop(
         self, raw: dict[str, Any], at: Path, target: str, roots: Collection[str], depth: int
@@ -270,8 +258,22 @@ class SpecCompiler:
         return Node(build=build)
 
 
+def _leaf_runner(node: Node) -> Builder:
+    """``node.run`` for a leaf node, without the dispatch."""
+    leaf = node.leaf
+    assert leaf is not None
+    return lambda scope, warnings: leaf(scope)
+
+
 def _absent(scope: Mapping[str, Any]) -> Any:
     return ABSENT
+
+
+def field_of(key: str, node: Node, coerce: Coercer | None, label: str) -> Field:
+    """The codegen field of an object's ``key`` computed by ``node``."""
+    if node.leaf is not None:
+        return Field(key, describe_node(node), None, coerce, label)
+    return Field(key, None, node.build, coerce, label, node.fields)
 
 
 def describe_node(node: Node) -> Leaf:

@@ -146,7 +146,8 @@ class _Writer:
             known = self.prefixes.get(full[:end])
             if known is not None:
                 if full[:end] in self.objects:  # an object (maybe empty): one read
-                    self.emit(indent, f"{var} = {known}.get({full[end]!r})")
+                    # an empty object (often: traits, address) costs no call
+                    self.emit(indent, f"{var} = {known}.get({full[end]!r}) if {known} else None")
                     start = end + 1
                 else:
                     self.emit(indent, f"{var} = {known}")
@@ -255,50 +256,122 @@ def value_function(leaf: Leaf) -> Callable[[Mapping[str, Any]], Any]:
 @dataclass(frozen=True)
 class Field:
     """One object field for :func:`object_builder`: either a ``leaf`` or a ``builder``
-    (``builder(scope, warnings)``), with its coercer (or None) and warning label."""
+    (``builder(scope, warnings)``), with its coercer (or None) and warning label.
+
+    ``fields``, when given, describes the object ``builder`` builds (it was made by
+    :func:`object_builder` from them): the object is then built inline, in the
+    function of the object holding it, sharing its path reads, instead of by a call.
+    """
 
     key: str
     leaf: Leaf | None
     builder: Callable[[Mapping[str, Any], list[str]], Any] | None
     coerce: Callable[[Any], Any] | None
     label: str
+    fields: tuple[Field, ...] | None = None
+
+    @property
+    def inline(self) -> bool:
+        """Whether the field is an object built inline (nothing to coerce after it)."""
+        return self.fields is not None and self.coerce is None
+
+
+def _leaves(fields: Sequence[Field]) -> list[Leaf]:
+    """The leaves of ``fields`` and of the objects built inline among them."""
+    leaves: list[Leaf] = []
+    for field in fields:
+        if field.inline:
+            assert field.fields is not None
+            leaves.extend(_leaves(field.fields))
+        elif field.leaf is not None:
+            leaves.append(field.leaf)
+    return leaves
 
 
 def object_builder(fields: Sequence[Field]) -> Callable[[Mapping[str, Any], list[str]], Any]:
     """One function building an object: each present field coerced; a field that cannot
     be computed or coerced is left out with a warning ``<label>: <reason>; field
-    dropped``; an empty object is ABSENT."""
+    dropped``; an empty object is ABSENT. Objects built inline (:attr:`Field.inline`)
+    give exactly what calling their builder gives."""
     w = _Writer()
     w.emit(0, "def build(scope, warnings):")
-    w.hoist([f.leaf for f in fields if f.leaf is not None])  # reading a path never raises
-    w.emit(1, "out = {}")
+    w.hoist(_leaves(fields))  # reading a path never raises
+    _emit_object(w, fields, "out", 1)
+    w.emit(1, "return out if out else ABSENT")
+    builder: Callable[[Mapping[str, Any], list[str]], Any] = w.compile("build")
+    return builder
+
+
+def _emit_object(w: _Writer, fields: Sequence[Field], out: str, indent: int) -> None:
+    """Emit code that builds the object of ``fields`` into the local ``out``."""
+    w.emit(indent, f"{out} = {{}}")
     for field in fields:
+        if field.inline:
+            assert field.fields is not None
+            inner = f"o{len(w.lines)}"  # unique: no two lines share a number
+            _emit_object(w, field.fields, inner, indent)
+            # the builder's result, an empty object being ABSENT, is present iff non-empty
+            w.emit(indent, f"if {inner}:")
+            w.emit(indent + 1, f"{out}[{field.key!r}] = {inner}")
+            continue
         label = w.name(field.label, "l")
         coerce = w.name(field.coerce, "k") if field.coerce is not None else None
         if coerce is None:
-            store = f"out[{field.key!r}] = v"
+            store = f"{out}[{field.key!r}] = v"
         elif field.coerce in _UNCHANGED:
             unchanged = _UNCHANGED[field.coerce].format(v="v")
-            store = f"out[{field.key!r}] = v if {unchanged} else {coerce}(v)"
+            store = f"{out}[{field.key!r}] = v if {unchanged} else {coerce}(v)"
         else:
-            store = f"out[{field.key!r}] = {coerce}(v)"
+            store = f"{out}[{field.key!r}] = {coerce}(v)"
         guarded = field.leaf is None or not field.leaf.is_pure or coerce is not None
-        indent = 1
+        depth = indent
         if guarded:
-            w.emit(1, "try:")
-            indent = 2
+            w.emit(indent, "try:")
+            depth = indent + 1
         if field.leaf is not None:
             if _straight(field.leaf):
-                w.read(field.leaf, "v", indent)
+                w.read(field.leaf, "v", depth)
             else:
-                w.emit(indent, f"v = {w.name(value_function(field.leaf), 'f')}(scope)")
+                w.emit(depth, f"v = {w.name(value_function(field.leaf), 'f')}(scope)")
         else:
-            w.emit(indent, f"v = {w.name(field.builder, 'b')}(scope, warnings)")
-        w.emit(indent, f"if {_PRESENT.format(v='v')}:")
-        w.emit(indent + 1, store)
+            w.emit(depth, f"v = {w.name(field.builder, 'b')}(scope, warnings)")
+        w.emit(depth, f"if {_PRESENT.format(v='v')}:")
+        w.emit(depth + 1, store)
         if guarded:
-            w.emit(1, "except (EvalError, CoerceError) as exc:")
-            w.emit(2, f"warnings.append(f'{{{label}}}: {{exc}}; field dropped')")
+            w.emit(indent, "except (EvalError, CoerceError) as exc:")
+            w.emit(indent + 1, f"warnings.append(f'{{{label}}}: {{exc}}; field dropped')")
+
+
+def list_builder(items: Sequence[Field]) -> Callable[[Mapping[str, Any], list[str]], Any]:
+    """One function building a fixed list (``list: [...]``): each present item coerced,
+    in order; an item that cannot be computed or coerced is left out with a warning
+    ``<label>: <reason>; item dropped``; an empty list is ABSENT. Object items
+    (:attr:`Field.inline`) are built inline; ``key`` is unused."""
+    w = _Writer()
+    w.emit(0, "def build(scope, warnings):")
+    w.hoist(_leaves(items))
+    w.emit(1, "out = []")
+    for item in items:
+        if item.inline:
+            assert item.fields is not None
+            inner = f"o{len(w.lines)}"
+            _emit_object(w, item.fields, inner, 1)
+            w.emit(1, f"if {inner}:")
+            w.emit(2, f"out.append({inner})")
+            continue
+        label = w.name(item.label, "l")
+        w.emit(1, "try:")
+        if item.leaf is not None and _straight(item.leaf):
+            w.read(item.leaf, "v", 2)
+        elif item.leaf is not None:
+            w.emit(2, f"v = {w.name(value_function(item.leaf), 'f')}(scope)")
+        else:
+            w.emit(2, f"v = {w.name(item.builder, 'b')}(scope, warnings)")
+        w.emit(2, f"if {_PRESENT.format(v='v')}:")
+        value = f"{w.name(item.coerce, 'k')}(v)" if item.coerce is not None else "v"
+        w.emit(3, f"out.append({value})")
+        w.emit(1, "except (EvalError, CoerceError) as exc:")
+        w.emit(2, f"warnings.append(f'{{{label}}}: {{exc}}; item dropped')")
     w.emit(1, "return out if out else ABSENT")
     builder: Callable[[Mapping[str, Any], list[str]], Any] = w.compile("build")
     return builder

@@ -22,8 +22,8 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from cdp_tiktok.events import BatchKey, MapResult, OutgoingEvent
 from cdp_tiktok.identity import enrich_user
-from cdp_tiktok.mapping.builder import Node, SpecCompiler, describe_node
-from cdp_tiktok.mapping.codegen import Field, object_builder
+from cdp_tiktok.mapping.builder import Node, SpecCompiler, field_of
+from cdp_tiktok.mapping.codegen import object_builder
 from cdp_tiktok.mapping.coerce import applies, coercer_for, required_fields
 from cdp_tiktok.mapping.compiler import MESSAGE_FIELDS, SETTINGS_FIELDS, Compiler, EvalError, Value
 from cdp_tiktok.mapping.filters import ABSENT, present
@@ -594,10 +594,7 @@ class _FileCompiler:
             active=active,
             trigger=trigger,
             build=object_builder(
-                [
-                    Field(key, describe_node(node) if node.leaf else None, node.build, co, label)
-                    for key, node, co, label in fields
-                ]
+                [field_of(key, node, co, label) for key, node, co, label in fields]
             ),
             derive=self.derive(raw.get("derive"), derive),
         )
