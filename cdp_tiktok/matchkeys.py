@@ -542,14 +542,26 @@ class MatchKeyNormalizer:
         return found
 
     def _text(self, key: str, text: str) -> str | _Reject:
-        """The result for one raw text of ``key`` (memoized)."""
+        """The result for one raw text of ``key`` (memoized). One frame for a miss, as
+        every distinct value of a stream passes here once."""
         entries = self._memo.get(key)
         if entries is None:
             raise ValueError(f"unknown match key {key!r}; expected one of: {', '.join(USER_KEYS)}")
         found = entries.get(text)
         if found is not None:
             return found
-        return self._remembered(key, text, self._normalize_text)
+        found = self._older[key].pop(text, None)
+        if found is None:
+            self._misses += 1
+            found = self._normalize_text(key, text)
+        if self._keep:
+            if self._size >= self._generation:
+                self._older = self._memo  # see _remembered
+                self._memo = self._empty()
+                self._size = 0
+            self._memo[key][text] = found
+            self._size += 1
+        return found
 
     def _normalize_national(self, name: str, text: str) -> str | _Reject:
         region = name.removeprefix("phone ")

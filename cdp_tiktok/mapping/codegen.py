@@ -167,6 +167,30 @@ class _Writer:
                     f"{-key if key < 0 else key + 1} <= len({var}) else None",
                 )
 
+    def sources(self, leaf: Leaf) -> list[str] | None:
+        """The hoisted objects (locals, each a dict or an empty one) that every
+        alternative of ``leaf`` reads from, in order; ``None`` unless ``leaf`` is two or
+        more plain paths each read through such an object. When all of them are empty,
+        every alternative reads nothing, so the whole field can be skipped."""
+        if len(leaf.alternatives) < 2:
+            return None
+        found: list[str] = []
+        for option in leaf.alternatives:
+            if option.path is None:
+                return None
+            full = (option.path[0], *option.path[1])
+            for end in range(len(full) - 1, 0, -1):
+                known = self.prefixes.get(full[:end])
+                if known is not None:
+                    if full[:end] not in self.objects:
+                        return None
+                    if known not in found:
+                        found.append(known)
+                    break
+            else:
+                return None
+        return found
+
     def read(self, leaf: Leaf, var: str, indent: int) -> None:
         """Emit code that sets ``var`` to the leaf's value (None/ABSENT when missing)."""
         if leaf.path is not None:
@@ -328,6 +352,11 @@ def _emit_object(w: _Writer, fields: Sequence[Field], out: str, indent: int) -> 
         if guarded:
             w.emit(indent, "try:")
             depth = indent + 1
+        sources = w.sources(field.leaf) if field.leaf is not None else None
+        if sources:
+            # all sources empty (e.g. no traits, no address): nothing to read or store
+            w.emit(depth, f"if {' or '.join(sources)}:")
+            depth += 1
         if field.leaf is not None:
             if _straight(field.leaf):
                 w.read(field.leaf, "v", depth)
