@@ -510,9 +510,7 @@ class MatchKeyNormalizer:
 
     def cache_info(self) -> MemoInfo:
         """How many values were normalized (misses), the memo's bound and its size."""
-        held = sum(len(d) for d in self._memo.values()) + sum(
-            len(d) for d in self._older.values()
-        )
+        held = sum(len(d) for d in self._memo.values()) + sum(len(d) for d in self._older.values())
         return MemoInfo(self._misses, self.policy.cache_size, held)
 
     def _remembered(
