@@ -2,7 +2,8 @@
 
 Counting the outbox's records takes time that grows with the outbox (a scan: tens of
 milliseconds at tens of thousands of records), so it is read on a thread of its own,
-every :data:`DEPTH_CHECK_SECONDS`, and the pipeline only looks at the last reading: the
+every :data:`DEPTH_CHECK_SECONDS` (less often when a count takes long: see
+:data:`COUNTING_SHARE_INVERSE`), and the pipeline only looks at the last reading: the
 pipeline never waits for a count, and SQLite counts without holding the interpreter.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from cdp_tiktok.delivery.outbox import OutboxStats
@@ -18,6 +20,9 @@ log = logging.getLogger("cdp_tiktok.ingest")
 
 DEPTH_CHECK_SECONDS = 1.0
 """How often the outbox depth is read again for the backlog check."""
+COUNTING_SHARE_INVERSE = 5
+"""A count that takes longer waits this many times its duration before the next one, so
+that counting a huge outbox takes at most a fifth of a core."""
 
 
 class OutboxDepth:
@@ -53,14 +58,17 @@ class OutboxDepth:
         return self._depth
 
     def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            self._read()
+        took = 0.0
+        while not self._stop.wait(max(self._every, took * COUNTING_SHARE_INVERSE)):
+            took = self._read()
 
-    def _read(self) -> None:
+    def _read(self) -> float:
+        started = time.monotonic()
         try:
             stats = self._stats()
         except Exception as exc:
             log.error("outbox stats failed: %s", type(exc).__name__)
             self._depth = None
-            return
-        self._depth = stats.pending + stats.leased
+        else:
+            self._depth = stats.pending + stats.leased
+        return time.monotonic() - started
