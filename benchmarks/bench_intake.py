@@ -438,6 +438,14 @@ def main() -> None:
             f"CPU-second; cost per message {ratio:5.2f}x baseline (server CPU); client used "
             f"{statistics.median(client_cpu[name]):.2f} of {cpus()} CPUs"
         )
+    if AGAINST in results:
+        wall = [a / b for a, b in zip(results["worker off"], results[AGAINST], strict=True)]
+        cpu = [a / b for a, b in zip(per_cpu["worker off"], per_cpu[AGAINST], strict=True)]
+        print(
+            f"worker off / {AGAINST} ({args.against}), median of per-round ratios: "
+            f"{statistics.median(wall):.2f}x messages/s wall, "
+            f"{statistics.median(cpu):.2f}x messages per server CPU-second"
+        )
     print(summary_note(loads))
     goal = medians["worker off"] >= GOAL_MESSAGES_PER_SECOND
     print(
