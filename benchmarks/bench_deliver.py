@@ -16,7 +16,9 @@ same run and against the same sandbox:
   still reads and enqueues; ``--mode sequential`` enqueues everything first.
 
 Goals (issue 5): end to end >= 20,000 events/s and at most 2x the baseline's time
-(issue 13 aims at 1.3x). ``--rounds R`` interleaves R rounds (baseline, end to end,
+(issue 13 aims at 1.3x). Each phase's CPU time is reported too, this process's (every
+thread) and the sandbox's: unlike wall time it barely moves with the machine's load.
+``--rounds R`` interleaves R rounds (baseline, end to end,
 baseline, ...) and reports the median of each figure and of the per-round ratios, with
 the min and max beside it; the goals are judged on the medians. Each round prints the
 1-minute load average at its measurements and is flagged UNRELIABLE when the load
@@ -190,6 +192,44 @@ def start_sandbox(*, memory_limit: int) -> tuple[subprocess.Popen[str], str]:
     return process, url
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds one phase of a round took: this process (every thread) and the sandbox."""
+
+    client: float
+    sandbox: float
+
+    @property
+    def total(self) -> float:
+        return self.client + self.sandbox
+
+
+class CpuMeter:
+    """Measures the CPU this process and the sandbox use between ``start`` and ``stop``.
+
+    CPU time, unlike wall time, barely moves with the machine's load (only through cache
+    and frequency effects), so it says what a change saved when the load makes wall times
+    unreliable.
+    """
+
+    def __init__(self, sandbox_pid: int) -> None:
+        self._pid = sandbox_pid
+        self._at = (0.0, 0.0)
+
+    def start(self) -> None:
+        self._at = (time.process_time(), process_cpu(self._pid))
+
+    def stop(self) -> Cpu:
+        client, sandbox = self._at
+        return Cpu(time.process_time() - client, process_cpu(self._pid) - sandbox)
+
+
 def sandbox_stats(client: httpx.Client, url: str) -> dict[str, int]:
     stats: dict[str, int] = client.get(f"{url}/sandbox/stats").json()
     return stats
@@ -199,8 +239,9 @@ def reset_sandbox(url: str) -> None:
     httpx.post(f"{url}/sandbox/reset").raise_for_status()
 
 
-def baseline(path: Path, url: str, concurrency: int) -> float:
-    """Seconds to POST the file's events, pre-encoded in batches of 1,000, with bare httpx."""
+def baseline(path: Path, url: str, concurrency: int, meter: CpuMeter) -> float:
+    """Seconds to POST the file's events, pre-encoded in batches of 1,000, with bare httpx
+    (``meter`` is started once they are encoded)."""
     bodies = [
         encode_request(build_request(KEY, [event.data for event in events], "cdp_tiktok"))
         for events in read_events(path, 1000)
@@ -214,6 +255,7 @@ def baseline(path: Path, url: str, concurrency: int) -> float:
             if answer.json().get("code") != 0:
                 raise SystemExit(f"baseline request refused: {answer.text[:200]}")
 
+        meter.start()
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(post, bodies))
@@ -317,22 +359,28 @@ def throughput(args: argparse.Namespace) -> int:
     bases: list[float] = []
     runs: list[EndToEnd] = []
     loads: list[list[float]] = []
+    base_cpus: list[Cpu] = []
+    run_cpus: list[Cpu] = []
     with tempfile.TemporaryDirectory(prefix="bench_deliver_") as tmp:
         workdir = Path(tmp)
         path = workdir / "events.jsonl"
         write_events(path, events)
         process, url = start_sandbox(memory_limit=events)
+        meter = CpuMeter(process.pid)
         try:
             for round_ in range(args.rounds):
                 samples = [load_1min()]
                 reset_sandbox(url)
-                bases.append(baseline(path, url, args.concurrency))
+                bases.append(baseline(path, url, args.concurrency, meter))
+                base_cpus.append(meter.stop())
                 samples.append(load_1min())
                 reset_sandbox(url)
+                meter.start()
                 run = end_to_end(
                     path, url, events, concurrency=args.concurrency, chunk=args.chunk,
                     mode=args.mode, kind=args.input, db=workdir / f"outbox-{round_}.db",
                 )  # fmt: skip
+                run_cpus.append(meter.stop())
                 _check(run, events)
                 runs.append(run)
                 _remove_outbox(workdir / f"outbox-{round_}.db")
@@ -344,7 +392,9 @@ def throughput(args: argparse.Namespace) -> int:
                     f"end to end {events / run.total:,.0f} ev/s "
                     f"(enqueue done at {run.enqueued:.2f} s, all delivered at "
                     f"{run.total:.2f} s, {run.report.requests} requests), "
-                    f"ratio {run.total / bases[-1]:.2f}x",
+                    f"ratio {run.total / bases[-1]:.2f}x; CPU s baseline "
+                    f"{base_cpus[-1].client:.2f} + sandbox {base_cpus[-1].sandbox:.2f}, "
+                    f"end to end {run_cpus[-1].client:.2f} + sandbox {run_cpus[-1].sandbox:.2f}",
                     flush=True,
                 )
         finally:
@@ -366,6 +416,14 @@ def throughput(args: argparse.Namespace) -> int:
     print(f"ratio end-to-end / baseline time (per round):  median {median_ratio:.2f}x "
           f"({_range(ratios, '.2f')}; goal <= {GOAL_RATIO}x; issue 13 aims at <= "
           f"{WHOLE_PATH_GOAL_RATIO}x: {whole_path})")  # fmt: skip
+    median = statistics.median
+    base_client = median(c.client for c in base_cpus)
+    base_box = median(c.sandbox for c in base_cpus)
+    run_client, run_box = median(c.client for c in run_cpus), median(c.sandbox for c in run_cpus)
+    cpu_ratio = median(r.total / b.total for r, b in zip(run_cpus, base_cpus, strict=True))
+    print(f"CPU seconds (median; this process + the sandbox): baseline {base_client:.2f} + "
+          f"{base_box:.2f}, end to end {run_client:.2f} + {run_box:.2f}; ratio of total CPU "
+          f"{cpu_ratio:.2f}x (barely moved by the load)")  # fmt: skip
     print(summary_note(loads))
     ok = median_rate >= GOAL_EVENTS_PER_SECOND and median_ratio <= GOAL_RATIO
     print("goals met (median)" if ok else "GOALS NOT MET (median)")

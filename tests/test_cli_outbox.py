@@ -137,7 +137,7 @@ def test_outbox_commands_fail_in_one_sentence(runner: CliRunner) -> None:
     unknown = runner.invoke(main, ["outbox", "--outbox", "kafka://x", "status"])
     assert unknown.exit_code == 2 and "accepted schemes" in unknown.output
     migrate = runner.invoke(main, ["outbox", "--outbox", "sqlite:///new.db", "migrate"])
-    assert migrate.exit_code == 0 and "schema version 2" in migrate.stdout
+    assert migrate.exit_code == 0 and "schema version 3" in migrate.stdout
     no_token = runner.invoke(main, ["outbox", "--outbox", "sqlite:///new.db", "drain"])
     assert no_token.exit_code == 2 and "access_token is required" in no_token.output
     assert "Traceback" not in missing.output + unknown.output + no_token.output

@@ -20,7 +20,7 @@ from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
 from cdp_tiktok.delivery.outbox import EncodedEvent, Outbox, OutboxStats, RecordState
 from cdp_tiktok.delivery.postgres_outbox import PostgresOutbox
-from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
+from cdp_tiktok.delivery.sqlite_outbox import SCHEMA_VERSION, SQLiteOutbox
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.tiktok.payload import encode_event
@@ -313,7 +313,8 @@ def test_data_is_stored_as_compact_json_with_key_columns(tmp_path: Path) -> None
     box = SQLiteOutbox(tmp_path / "outbox.db")
     box.enqueue([event(1, TEST)], now=T0)
     row = box._conn.execute(
-        "SELECT data, destination, event_source_id, test_event_code, event_id FROM outbox"
+        "SELECT d.data, destination, event_source_id, test_event_code, event_id FROM outbox"
+        " JOIN outbox_data AS d USING (id)"
     ).fetchone()
     assert row[0] == json.dumps(event(1).data, separators=(",", ":"), ensure_ascii=False)
     assert row[1:] == ("TikTok", "CPIXEL0000000000000A", "TEST123", "msg-1")
@@ -562,21 +563,57 @@ def test_by_state_uses_the_record_state_names(outbox: Outbox) -> None:
     assert {str(s) for s in RecordState} >= {"pending", "retry_scheduled", "stopped"}
 
 
-def test_a_version_1_sqlite_file_is_migrated_keeping_its_records(tmp_path: Path) -> None:
+def _older_file(path: Path, version: int) -> None:
+    """Turn a current SQLite outbox file into one of an older schema ``version``, as older
+    releases wrote it."""
     import sqlite3
 
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE outbox SET data = (SELECT data FROM outbox_data WHERE id = outbox.id)")
+        conn.execute("DROP TRIGGER outbox_data_gone")
+        conn.execute("DROP TABLE outbox_data")
+        if version < 2:
+            conn.execute("DROP TABLE delivered_keys")
+            conn.execute("DROP TABLE stops")
+            conn.execute("DROP INDEX outbox_dedup")
+            conn.execute("ALTER TABLE outbox DROP COLUMN dedup")
+        conn.execute(f"PRAGMA user_version = {version}")
+
+
+def test_a_version_1_sqlite_file_is_migrated_keeping_its_records(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     box = SQLiteOutbox(path)
     box.enqueue([event(1)], now=T0)
     box.close()
-    with sqlite3.connect(path) as conn:  # make it a version 1 file, as older releases wrote
-        conn.execute("DROP TABLE delivered_keys")
-        conn.execute("DROP TABLE stops")
-        conn.execute("DROP INDEX outbox_dedup")
-        conn.execute("ALTER TABLE outbox DROP COLUMN dedup")
-        conn.execute("PRAGMA user_version = 1")
+    _older_file(path, 1)
     box = SQLiteOutbox(path)
-    assert box.schema_version == 2
-    assert [r.event_id for r in box.claim("w", 10, 30, now=T0)] == ["msg-1"]
+    assert box.schema_version == SCHEMA_VERSION == 3
+    [record] = box.claim("w", 10, 30, now=T0)
+    assert (record.event_id, record.data) == ("msg-1", event(1).data)
     assert box.enqueue([event(2)], now=T0, dedup_seconds=60) != []
+    box.close()
+
+
+def test_a_version_2_sqlite_file_is_migrated_moving_the_event_text(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    box = SQLiteOutbox(path)
+    ids = box.enqueue([event(n) for n in range(4)], now=T0, dedup_seconds=60)
+    box.claim("w", 2, 30, now=T0)
+    box.mark_dead([ids[0]], attempt(), "validation", worker="w")
+    box.close()
+    _older_file(path, 2)
+    box = SQLiteOutbox(path)
+    assert box.schema_version == 3
+    texts = box._conn.execute("SELECT COUNT(*) FROM outbox WHERE data != ''").fetchone()
+    assert texts == (0,)  # the text moved; the narrow rows are what leases rewrite
+    [letter] = box.dead_letters()
+    assert letter.data == event(0).data and letter.reason == "validation"
+    assert box.get_dead_letter(ids[0]) == letter
+    claimed = box.claim("w2", 10, 30, now=T0 + 60)  # w's lease on ids[1] expired
+    assert [r.data for r in claimed] == [event(n).data for n in (1, 2, 3)]
+    assert box.enqueue([event(3)], now=T0 + 60, dedup_seconds=600) == []  # still known
+    box.mark_delivered([r.id for r in claimed], attempt("delivered"), worker="w2")
+    box.purge()
+    left = box._conn.execute("SELECT COUNT(*) FROM outbox_data").fetchone()
+    assert left == (0,)  # a record's text goes with it, however it is deleted
     box.close()

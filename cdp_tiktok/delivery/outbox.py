@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+import orjson
+
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 
 _decode = json.JSONDecoder().decode
@@ -151,9 +153,10 @@ def dedup_identity(event: OutgoingEvent | EncodedEvent) -> str | None:
 class OutboxRecord:
     """A claimed record: one event plus what the outbox knows about its delivery.
 
-    ``data_json`` is the event exactly as stored: compact UTF-8 JSON text, the same text
-    :func:`~cdp_tiktok.tiktok.payload.encode_event` gives, so a worker joins it into a
-    request body without decoding or re-encoding. ``data`` decodes it on each access
+    ``data_json`` is the event exactly as stored: compact UTF-8 JSON text that decodes
+    equal to what :func:`~cdp_tiktok.tiktok.payload.encode_event` gives (the same text
+    but for the spelling of some floats), so a worker joins it into a request body
+    without decoding or re-encoding. ``data`` decodes it on each access
     and returns a fresh dict (read it once; changing it changes nothing stored).
     """
 
@@ -236,16 +239,34 @@ def _no_constant(name: str) -> Any:
 def encode_data(data: Mapping[str, Any]) -> str:
     """The stored form of an event's ``data[]`` item: compact JSON, non-ASCII kept.
 
-    Exactly the text :func:`~cdp_tiktok.tiktok.payload.encode_event` embeds in a request.
-    Raises ``ValueError`` for NaN or infinite numbers and ``TypeError`` for values JSON
-    cannot hold, so a bad event fails at enqueue, never later at send time.
+    The text decodes equal to what :func:`~cdp_tiktok.tiktok.payload.encode_event`
+    embeds in a request (orjson writes it; only a float's spelling may differ, e.g.
+    ``1e16`` for ``1e+16``). Raises ``ValueError`` for NaN or infinite numbers and
+    ``TypeError`` for values JSON cannot hold, so a bad event fails at enqueue, never
+    later at send time: what orjson refuses, or would write as ``null`` (NaN and
+    infinity), is encoded by :mod:`json`, which refuses the same values with the same
+    errors, and writes the rest (integers beyond 64 bits, non-string keys) as before.
     """
-    return _encode(data)
+    try:
+        text = _fast(data, option=_FAST_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: unsupported type, big integer, key, depth
+        return _encode(data)
+    if b"null" in text:  # NaN and infinity become null in orjson: let json decide
+        return _encode(data)
+    return text.decode()
 
 
 _encode = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
 ).encode
+_fast = orjson.dumps
+# Subclasses (str and int enums, ...), dataclasses and datetimes go to json, which
+# writes or refuses them as it always did.
+_FAST_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
 
 
 @dataclass(frozen=True, slots=True)

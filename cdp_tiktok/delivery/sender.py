@@ -92,8 +92,9 @@ class BodyEncoder:
 
     Guarantees: with ``encode=None`` (the built-in TikTok encoder) a body is the batch's
     already-serialized events joined into the envelope by
-    :func:`cdp_tiktok.tiktok.payload.encode_batch`, byte-for-byte what
-    ``encode_request(build_request(...))`` gives, without serializing anything again.
+    :func:`cdp_tiktok.tiktok.payload.encode_batch`, decoding equal to what
+    ``encode_request(build_request(...))`` gives (byte for byte but for the spelling of
+    some floats in the stored events), without serializing anything again.
     With a custom ``encode`` (the plugin hook) the body is exactly that function's answer.
     """
 

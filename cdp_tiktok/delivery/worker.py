@@ -206,8 +206,8 @@ class Deliverer:
 def _serialized(record: OutboxRecord) -> bytes:
     """The record's event as request bytes: the stored compact JSON, never re-encoded.
 
-    ``data_json`` is the text :func:`~cdp_tiktok.tiktok.payload.encode_event` produces,
-    so joining these bytes gives exactly the body ``encode_request`` would.
+    ``data_json`` decodes equal to what :func:`~cdp_tiktok.tiktok.payload.encode_event`
+    produces, so joining these bytes gives the body ``encode_request`` would.
     """
     return record.data_json.encode("utf-8")
 
