@@ -85,6 +85,11 @@ class Record:
     error: str | None = None
 
 
+# What the readers below yield: (line, value, error), as a Record holds them (a tuple is
+# several times cheaper to make than a frozen dataclass, once per message).
+_Item = tuple[int, Any, str | None]
+
+
 class _Gunzip:
     """Gzip members decompressed as they are read, never more than ``size`` at a time."""
 
@@ -255,8 +260,8 @@ def _decode_at(scanner: _Scanner, limit: int) -> tuple[Any, int]:
         scanner.fill(max(CHUNK_SIZE, len(buf) - pos))
 
 
-def _too_large(line: int, limit: int) -> Record:
-    return Record(line, None, f"longer than {limit} bytes (the message size limit)")
+def _too_large(line: int, limit: int) -> _Item:
+    return (line, None, f"longer than {limit} bytes (the message size limit)")
 
 
 def _describe(error: Exception, scanner: _Scanner) -> str:
@@ -297,43 +302,41 @@ def _replace_lone_surrogates(value: Any) -> Any:
     return value
 
 
-def _record(scanner: _Scanner, start_line: int, value: Any, end: int) -> Record:
+def _record(scanner: _Scanner, start_line: int, value: Any, end: int) -> _Item:
     """The record for a value decoded up to ``end``; moves past it."""
     buf, pos = scanner.buf, scanner.pos
     if _BAD_BYTES.search(buf, pos, end) is not None:
         scanner.advance(end)
-        return Record(start_line, None, "invalid UTF-8")
+        return (start_line, None, "invalid UTF-8")
     if _SURROGATE_ESCAPE.search(buf, pos, end) is not None:
         value = _replace_lone_surrogates(value)
     scanner.advance(end)
-    return Record(start_line, value)
+    return (start_line, value, None)
 
 
-def _iter_array(scanner: _Scanner, limit: int) -> Iterator[Record]:
+def _iter_array(scanner: _Scanner, limit: int) -> Iterator[_Item]:
     """Elements of the array whose ``[`` is at the scanner's position; then the end."""
     scanner.advance(scanner.pos + 1)
     first = True
     while True:
         if not scanner.skip_whitespace():
-            yield Record(scanner.line, None, "invalid JSON: the array is not closed")
+            yield (scanner.line, None, "invalid JSON: the array is not closed")
             return
         char = scanner.peek()
         if char == "]":
             scanner.advance(scanner.pos + 1)
             if scanner.skip_whitespace():
-                yield Record(
-                    scanner.line, None, "invalid JSON: unexpected data after the array's ']'"
-                )
+                yield (scanner.line, None, "invalid JSON: unexpected data after the array's ']'")
                 scanner.stop()
             return
         if not first:
             if char != ",":
-                yield Record(scanner.line, None, "invalid JSON: expected ',' or ']' in the array")
+                yield (scanner.line, None, "invalid JSON: expected ',' or ']' in the array")
                 scanner.stop()
                 return
             scanner.advance(scanner.pos + 1)
             if not scanner.skip_whitespace():
-                yield Record(scanner.line, None, "invalid JSON: the array is not closed")
+                yield (scanner.line, None, "invalid JSON: the array is not closed")
                 return
         first = False
         start_line = scanner.line
@@ -344,13 +347,13 @@ def _iter_array(scanner: _Scanner, limit: int) -> Iterator[Record]:
             scanner.stop()  # cannot resynchronize inside an array
             return
         except (ValueError, RecursionError) as error:
-            yield Record(start_line, None, _describe(error, scanner))
+            yield (start_line, None, _describe(error, scanner))
             scanner.stop()
             return
         yield _record(scanner, start_line, value, end)
 
 
-def _iter_values(scanner: _Scanner, limit: int) -> Iterator[Record]:
+def _iter_values(scanner: _Scanner, limit: int) -> Iterator[_Item]:
     """Whitespace-separated values (a pretty-printed document, or several)."""
     while scanner.skip_whitespace():
         start_line = scanner.line
@@ -361,13 +364,13 @@ def _iter_values(scanner: _Scanner, limit: int) -> Iterator[Record]:
             scanner.stop()
             return
         except (ValueError, RecursionError) as error:
-            yield Record(start_line, None, _describe(error, scanner))
+            yield (start_line, None, _describe(error, scanner))
             scanner.stop()
             return
         yield _record(scanner, start_line, value, end)
 
 
-def _line_record(raw: bytes, line: int) -> Record:
+def _line_record(raw: bytes, line: int) -> _Item:
     """The record of one JSON Lines line (not blank, not over the limit).
 
     orjson decodes the line when it yields exactly what :mod:`json` would: no run of 19
@@ -377,32 +380,32 @@ def _line_record(raw: bytes, line: int) -> Record:
     """
     if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
         try:
-            return Record(line, orjson.loads(raw))
+            return (line, orjson.loads(raw), None)
         except orjson.JSONDecodeError:
             pass
     return _json_line_record(raw, line)
 
 
-def _json_line_record(raw: bytes, line: int) -> Record:
+def _json_line_record(raw: bytes, line: int) -> _Item:
     """:func:`_line_record` by :mod:`json` alone (the reference its fast path equals)."""
     try:
         text = raw.decode()
     except UnicodeDecodeError:
-        return Record(line, None, "invalid UTF-8")
+        return (line, None, "invalid UTF-8")
     try:
         value = _DECODER.decode(text)
     except json.JSONDecodeError as error:
-        return Record(line, None, f"invalid JSON: {error.msg} (line {line}, column {error.colno})")
+        return (line, None, f"invalid JSON: {error.msg} (line {line}, column {error.colno})")
     except RecursionError:
-        return Record(line, None, "invalid JSON: nested too deeply")
+        return (line, None, "invalid JSON: nested too deeply")
     except ValueError as error:  # e.g. an integer with too many digits
-        return Record(line, None, f"invalid JSON: {error}")
+        return (line, None, f"invalid JSON: {error}")
     if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
         value = _replace_lone_surrogates(value)
-    return Record(line, value)
+    return (line, value, None)
 
 
-def _iter_lines(source: _Source, line: int, limit: int) -> Iterator[Record]:
+def _iter_lines(source: _Source, line: int, limit: int) -> Iterator[_Item]:
     """JSON Lines from ``source``, the first one numbered ``line``."""
     partial: list[bytes] = []
     size = 0
@@ -449,7 +452,7 @@ def _skip_line(source: _Source) -> bool:
             return True
 
 
-def _iter_input(source: _Source, limit: int) -> Iterator[Record]:
+def _iter_input(source: _Source, limit: int) -> Iterator[_Item]:
     """Decide the format from the start of the input, then read it that way."""
     scanner = _Scanner(source)
     if not scanner.skip_whitespace():
@@ -487,15 +490,21 @@ def iter_records(
     with :func:`iter_messages`.
     """
     del source  # records carry line numbers only
+    for line, value, error in _items(stream, max_message_bytes):
+        yield Record(line, value, error)
+
+
+def _items(stream: Readable, limit: int) -> Iterator[_Item]:
+    """:func:`iter_records`, as tuples."""
     reader = _Source(stream)
     line = 1
-    for record in _iter_input(reader, max_message_bytes):
-        line = record.line
-        if record.error is not None and reader.failure is not None:
+    for item in _iter_input(reader, limit):
+        line = item[0]
+        if item[2] is not None and reader.failure is not None:
             break  # the read error cut this value short: it is the one to report
-        yield record
+        yield item
     if reader.failure is not None:
-        yield Record(line, None, reader.failure)
+        yield (line, None, reader.failure)
 
 
 def iter_messages(
@@ -508,19 +517,18 @@ def iter_messages(
     the envelope's line with pointers under ``/batch/<index>``. A JSON syntax error is a
     :class:`MessageError` with an empty pointer.
     """
-    for record in iter_records(stream, source, max_message_bytes=max_message_bytes):
-        line = record.line
-        if record.error is not None:
-            yield line, MessageError([FieldError("", record.error)], line=line, source=source)
+    for line, value, failure in _items(stream, max_message_bytes):
+        if failure is not None:
+            yield line, MessageError([FieldError("", failure)], line=line, source=source)
             continue
-        if not is_batch(record.value):
+        if not is_batch(value):
             try:
-                yield line, validate_message(record.value, line=line, source=source)
+                yield line, validate_message(value, line=line, source=source)
             except MessageError as error:
                 yield line, error
             continue
         try:
-            items = expand_batch(record.value, line=line, source=source)
+            items = expand_batch(value, line=line, source=source)
         except MessageError as error:
             yield line, error
             continue

@@ -568,7 +568,7 @@ def validate_message(
 
     Raises :class:`MessageError` listing every problem (deterministic order).
     """
-    if not isinstance(obj, Mapping):
+    if obj.__class__ is not dict and not isinstance(obj, Mapping):  # dict: no ABC check
         reason = f"a message must be a JSON object, got {_json_type(obj)}"
         raise MessageError([FieldError("", reason)], line=line, source=source)
     message = dict(obj)
@@ -603,7 +603,9 @@ def validate_message(
 
 def is_batch(obj: object) -> bool:
     """True when ``obj`` looks like a batch envelope (``{"batch": ...}`` without ``type``)."""
-    return isinstance(obj, Mapping) and "batch" in obj and "type" not in obj
+    if obj.__class__ is not dict and not isinstance(obj, Mapping):  # dict: no ABC check
+        return False
+    return "batch" in obj and "type" not in obj
 
 
 def _merge(envelope: dict[str, Any] | None, item: object, *, deep: bool) -> object:

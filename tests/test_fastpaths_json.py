@@ -81,5 +81,5 @@ def test_the_lines_orjson_reads_differently_or_refuses(raw: bytes) -> None:
 
 
 def test_big_integers_stay_exact() -> None:
-    record = _line_record(b'{"id":123456789012345678901234567890}', 1)
-    assert record.value == {"id": 123456789012345678901234567890}
+    line, value, error = _line_record(b'{"id":123456789012345678901234567890}', 1)
+    assert (line, value, error) == (1, {"id": 123456789012345678901234567890}, None)
