@@ -356,10 +356,13 @@ class Host:
         ``routes``: what :meth:`route` returned for this message, when the caller already
         asked (it is not asked again). Raises :class:`cdp_tiktok.messages.MessageError` for
         an invalid message, before any hook runs: nothing is half-processed. With an
-        outbox, the message's identity writes are durable (:meth:`flush`) before its
-        events are enqueued and before it returns.
+        outbox, the message is mapped with what other processes committed to the identity
+        store before the call, and its own identity writes are durable (:meth:`flush`)
+        before its events are enqueued and before it returns.
         """
         valid = dict(message) if validated else validate_message(message)
+        if self.outbox is not None:
+            self.flush()
         events: list[OutgoingEvent] = []
         on_message = self.hooks.on_message
         for destination in self.route(valid) if routes is None else routes:
@@ -371,10 +374,11 @@ class Host:
         return events
 
     def flush(self) -> None:
-        """Make the identity writes of the messages processed so far durable and visible
-        to other processes (a store that writes through, or none, has nothing to do).
-        Whoever commits mapped events to an outbox calls this first, so that no event in
-        the outbox depends on identity writes that are not durable yet."""
+        """Sync the identity store: the identity writes of the messages processed so far
+        become durable and visible to other processes, and what other processes committed
+        is seen by the next messages (a store that writes through, or none, has nothing
+        to do). Whoever commits mapped events to an outbox calls this first, so that no
+        event in the outbox depends on identity writes that are not durable yet."""
         flush = getattr(self.identity, "flush", None)
         if flush is not None:
             flush()

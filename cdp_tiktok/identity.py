@@ -370,22 +370,30 @@ class SQLiteIdentityStore:
                 self._rollback()
                 raise
 
-    def rows_of(
-        self, nodes: Sequence[str]
-    ) -> tuple[list[tuple[str, str, str, float]], list[tuple[str, str, float]]]:
-        """Every stored row of the id digests ``nodes``, expired or not: ``(node, key,
-        value, written)`` and ``(node, other, written)``."""
+    def rows_of(self, nodes: Sequence[str]) -> list[tuple[str, str | None, str, float]]:
+        """Every stored row of the id digests ``nodes``, expired or not, in one statement:
+        ``(node, key, value, written)`` for a key, ``(node, None, other, written)`` for a
+        link."""
         marks = ",".join("?" * len(nodes))
         with self._lock:
-            keys = self._db.execute(
-                f"SELECT node, key, value, written FROM identity_keys WHERE node IN ({marks})",
-                tuple(nodes),
+            rows: list[tuple[str, str | None, str, float]] = self._db.execute(
+                f"SELECT node, key, value, written FROM identity_keys WHERE node IN ({marks}) "
+                "UNION ALL SELECT node, NULL, other, written FROM identity_links "
+                f"WHERE node IN ({marks})",
+                (*nodes, *nodes),
             ).fetchall()
-            links = self._db.execute(
-                f"SELECT node, other, written FROM identity_links WHERE node IN ({marks})",
-                tuple(nodes),
+        return rows
+
+    def all_rows(self, limit: int) -> list[tuple[str, str | None, str, float]] | None:
+        """Every row of the file as :meth:`rows_of` gives them, or ``None`` when there are
+        more than ``limit``."""
+        with self._lock:
+            rows: list[tuple[str, str | None, str, float]] = self._db.execute(
+                "SELECT node, key, value, written FROM identity_keys "
+                "UNION ALL SELECT node, NULL, other, written FROM identity_links LIMIT ?",
+                (limit + 1,),
             ).fetchall()
-        return keys, links
+        return rows if len(rows) <= limit else None
 
     def data_version(self) -> int:
         """SQLite's ``PRAGMA data_version``: changes whenever another connection (this

@@ -7,19 +7,26 @@ same link order and cap, same newest-first order and cap per key), so the answer
 one the store would give. ``remember`` and ``link`` update the copy at once and are
 written to the file later, in one transaction per batch.
 
+:meth:`CachedIdentityStore.flush` is the sync point: it writes this connection's buffered
+writes in one transaction, then asks SQLite whether another connection committed since
+(``PRAGMA data_version``) and if so drops the copy. Every SQLite call releases the GIL
+(and waits to take it back while another thread runs), so the copy answers without any
+SQL between sync points.
+
 Guarantees:
 
-* Answers equal the uncached store's for the same sequence of calls on one connection
-  (property-tested), and across connections once the writer has flushed.
-* Writes become durable (and visible to other connections and processes) at
-  :meth:`CachedIdentityStore.flush`, which also runs every :data:`FLUSH_EVERY` writes,
-  before ``forget``, ``purge`` and ``checkpoint``, in ``close`` (even when it fails), and
-  when the store is garbage collected or the interpreter exits without ``close``. The
+* Answers equal the uncached store's for the same calls on one connection
+  (property-tested), and across connections once the writer has flushed and the reader
+  synced (the HTTP intake flushes before it answers and syncs before it maps a group).
+* Writes become durable (and visible to other connections and processes) at a sync:
+  :meth:`~CachedIdentityStore.flush`, every :data:`FLUSH_EVERY` writes, at the first call
+  :data:`SYNC_SECONDS` after the last sync, before ``forget``, ``purge`` and
+  ``checkpoint``, in ``close`` (even when it fails), and when the store is garbage
+  collected or the interpreter exits without ``close`` (not in a forked child). The
   callers that commit events (``Host.process`` with an outbox, ``cdp-tiktok send``, the
-  HTTP intake) flush before each outbox commit, and the intake before it answers.
-* Another connection's commit (``PRAGMA data_version``, read before every lookup) drops
-  the whole copy, after flushing this one's writes, so an identify committed by another
-  process enriches the next lookup here.
+  HTTP intake) flush before each outbox commit.
+* Another connection's commits are seen from this connection's next sync on: at the
+  latest at the first call :data:`SYNC_SECONDS` after the last one.
 * Entries expire exactly as in the store (the copy keeps each row's written time); the
   store's purge still runs every :data:`~cdp_tiktok.identity.PURGE_EVERY` writes.
 * Nothing but digests and hashed keys is held, as in the store; at most
@@ -28,6 +35,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -48,6 +56,11 @@ FLUSH_EVERY: Final = 512
 """Buffered writes (remember/link calls) are written to the file at this count at the latest."""
 MAX_CACHED_IDS: Final = 100_000
 """At most this many ids are kept in memory (a few hundred bytes each)."""
+PRELOAD_ROWS: Final = 50_000
+"""A file with at most this many rows is read whole at open: then an id the copy lacks is
+known to have no rows, and a new person costs no SQL (until another connection commits)."""
+SYNC_SECONDS: Final = 1.0
+"""A call this long after the last sync syncs first (bounds staleness and write delay)."""
 _EXIT_LOCK_SECONDS: Final = 10.0
 
 KeyRow = tuple[str, str, str, float]
@@ -93,12 +106,15 @@ class CachedIdentityStore:
         *,
         flush_every: int = FLUSH_EVERY,
         max_ids: int = MAX_CACHED_IDS,
+        sync_seconds: float = SYNC_SECONDS,
+        preload_rows: int = PRELOAD_ROWS,
     ) -> None:
         self._store = store
         self.path: Path = store.path
         self._ttl = store.ttl_seconds
         self._flush_every = flush_every
         self._max_ids = max_ids
+        self._sync_seconds = sync_seconds
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
         # Every id with a buffered write is in _nodes (so a lookup never misses one).
@@ -107,8 +123,21 @@ class CachedIdentityStore:
         self._buffered = 0
         self._writes = 0
         self._version = store.data_version()
+        self._synced_at = time.monotonic()
+        # True while the copy holds every row of the file: a missing id has none.
+        self._complete = False
+        preloaded = store.all_rows(preload_rows)
+        if preloaded is not None:
+            self._add_rows(self._nodes, preloaded)
+            self._complete = len(self._nodes) <= max_ids
         self._finalizer = weakref.finalize(
-            self, _flush_left, self._lock, store, self._pending_keys, self._pending_links
+            self,
+            _flush_left,
+            os.getpid(),
+            self._lock,
+            store,
+            self._pending_keys,
+            self._pending_links,
         )
 
     # --- writes ------------------------------------------------------------------------
@@ -128,6 +157,7 @@ class CachedIdentityStore:
         if not rows and len(nodes) < 2:
             return
         with self._lock:
+            self._sync_if_due()
             self._load(nodes)
             for node in nodes:
                 entry = self._nodes[node]
@@ -146,6 +176,7 @@ class CachedIdentityStore:
             return
         at = float(time.time() if now is None else now)
         with self._lock:
+            self._sync_if_due()
             self._load(nodes)
             self._link(nodes[0], nodes[1], at)
             self._wrote()
@@ -162,22 +193,34 @@ class CachedIdentityStore:
         self._buffered += 1
         if self._writes % PURGE_EVERY == 0:  # when the uncached store would purge
             self._flush()
-            self._store.purge()
-            self._nodes.clear()
+            self._purge(time.time())
         elif self._buffered >= self._flush_every:
-            self._flush()
+            self._sync()
         self._bound()
 
     def flush(self) -> None:
-        """Write every buffered remember/link to the file in one transaction; afterwards
-        they are durable and other connections see them. On an error (disk full) they
-        stay buffered, to be written by the next flush."""
+        """Sync: write every buffered remember/link to the file in one transaction (then
+        they are durable and other connections see them), and drop the copy if another
+        connection committed since the last sync (later lookups see its writes). On an
+        error (disk full) the writes stay buffered, for the next flush."""
         with self._lock:
-            self._flush()
+            self._sync()
 
     def _flush(self) -> None:
         _write_pending(self._store, self._pending_keys, self._pending_links)
         self._buffered = 0
+
+    def _sync(self) -> None:
+        self._flush()
+        version = self._store.data_version()
+        if version != self._version:
+            self._drop()  # nothing is buffered now: every row is in the file
+            self._version = version
+        self._synced_at = time.monotonic()
+
+    def _sync_if_due(self) -> None:
+        if time.monotonic() - self._synced_at >= self._sync_seconds:
+            self._sync()
 
     # --- reads -------------------------------------------------------------------------
 
@@ -185,12 +228,13 @@ class CachedIdentityStore:
         self, user_id: str | None, anonymous_id: str | None, now: float | None = None
     ) -> dict[str, list[str]]:
         """See :meth:`~cdp_tiktok.identity.IdentityStore.lookup`; equal to the uncached
-        store's answer, including this connection's buffered writes."""
+        store's answer, including this connection's buffered writes and at least the
+        other connections' commits made before the last sync."""
         since = (time.time() if now is None else now) - self._ttl
         seen = id_digests(user_id, anonymous_id)
         rows: list[tuple[str, str]] = []
         with self._lock:
-            self._check_others()
+            self._sync_if_due()
             nodes = self._nodes
             index = 0
             while index < len(seen):  # the store's breadth-first walk, over the copy
@@ -209,29 +253,52 @@ class CachedIdentityStore:
             self._bound()
         return merge_rows(rows)
 
-    def _check_others(self) -> None:
-        version = self._store.data_version()
-        if version != self._version:
-            self._flush()
-            self._nodes.clear()
-            self._version = version
-
     def _load(self, nodes: Sequence[str]) -> None:
         missing = [node for node in dict.fromkeys(nodes) if node not in self._nodes]
         if not missing:
             return
-        keys, links = self._store.rows_of(missing)
         fresh = {node: _Node() for node in missing}
-        for node, key, value, at in keys:
-            fresh[node].keys[key, value] = at
-        for node, other, at in links:
-            fresh[node].links[other] = at
+        if not self._complete:
+            self._add_rows(fresh, self._store.rows_of(missing))
         self._nodes.update(fresh)
+
+    @staticmethod
+    def _add_rows(
+        nodes: dict[str, _Node], rows: Sequence[tuple[str, str | None, str, float]]
+    ) -> None:
+        for node, key, value, at in rows:
+            entry = nodes.get(node)
+            if entry is None:
+                entry = nodes[node] = _Node()
+            if key is None:
+                entry.links[value] = at
+            else:
+                entry.keys[key, value] = at
+
+    def _drop(self) -> None:
+        """Forget the copy (nothing may be buffered): later ids are read from the file."""
+        self._nodes.clear()
+        self._complete = False
 
     def _bound(self) -> None:
         if len(self._nodes) > self._max_ids:
             self._flush()
-            self._nodes.clear()
+            self._drop()
+
+    def _purge(self, now: float) -> int:
+        """The store's purge, and the same deletion in the copy (which stays exact)."""
+        count = self._store.purge(now)
+        since = now - self._ttl
+        for entry in self._nodes.values():
+            keys = [row for row, at in entry.keys.items() if at < since]
+            links = [other for other, at in entry.links.items() if at < since]
+            for row in keys:
+                del entry.keys[row]
+            for other in links:
+                del entry.links[other]
+            if keys or links:
+                entry.changed()
+        return count
 
     # --- the rest goes to the store, after a flush ----------------------------------------
 
@@ -240,15 +307,14 @@ class CachedIdentityStore:
         buffered writes of the person are deleted too, and drops the copy."""
         with self._lock:
             self._flush()
-            self._nodes.clear()
+            self._drop()
             return self._store.forget(user_id, anonymous_id)
 
     def purge(self, now: float | None = None) -> int:
         """Flush, then delete expired entries and links (see the store's ``purge``)."""
         with self._lock:
             self._flush()
-            self._nodes.clear()
-            return self._store.purge(now)
+            return self._purge(time.time() if now is None else now)
 
     def checkpoint(self) -> None:
         """Flush, then fold the WAL into the main file (see the store's ``checkpoint``)."""
@@ -263,7 +329,7 @@ class CachedIdentityStore:
             try:
                 self._flush()
             finally:
-                self._nodes.clear()
+                self._drop()
                 self._store.close()
 
 
@@ -282,14 +348,16 @@ def _write_pending(
 
 
 def _flush_left(
+    pid: int,
     lock: threading.Lock,
     store: SQLiteIdentityStore,
     keys: dict[tuple[str, str, str], float],
     links: dict[tuple[str, str], float],
 ) -> None:
     """A store neither closed nor flushed (garbage collected, or at exit): write what is
-    left. A thread stuck holding the lock at exit is not waited for forever."""
-    if lock.acquire(timeout=_EXIT_LOCK_SECONDS):
+    left, in the process that opened it only (a forked child must not use the parent's
+    connection). A thread stuck holding the lock at exit is not waited for forever."""
+    if os.getpid() == pid and lock.acquire(timeout=_EXIT_LOCK_SECONDS):
         try:
             _write_pending(store, keys, links)
         finally:

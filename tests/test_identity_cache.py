@@ -2,8 +2,9 @@
 
 Real SQLite files throughout: a cached and an uncached store each get their own file and
 the same calls; their answers, and at the end the files' rows, must be equal. With two
-connections per file, a connection's writes are flushed before the other one acts (what
-the callers guarantee: the intake flushes before it answers, send before it enqueues).
+connections per file, when the calls move to the other connection the one that wrote
+flushes and the one that reads next syncs (what the callers guarantee: the intake flushes
+before it answers and syncs before it maps a group).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,28 +96,42 @@ def apply(store: IdentityStore, op: tuple[Any, ...]) -> Any:
         return ("ValueError", str(exc))
 
 
-@pytest.mark.parametrize("small", [False, True], ids=["default", "small"])
-@settings(max_examples=150)
+TUNINGS = {
+    "default": {},  # the file is read whole at open
+    "lazy": {"preload_rows": 0},  # every id is read from the file when first met
+    # flush every 8 writes, keep at most 2 ids: the copy is dropped often
+    "small": {"flush_every": 8, "max_ids": 2},
+    "sync-every-call": {"sync_seconds": 0.0},
+}
+
+
+@pytest.mark.parametrize("tuning", TUNINGS)
+@settings(max_examples=120)
 @given(ops=st.lists(OPS, max_size=40), two=st.booleans())
 def test_the_cached_store_answers_exactly_as_the_uncached_store(
-    small: bool, ops: list[tuple[Any, ...]], two: bool
+    tuning: str, ops: list[tuple[Any, ...]], two: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as directory:
         plain_path, cached_path = Path(directory, "plain.db"), Path(directory, "cached.db")
         count = 2 if two else 1
+        stamp = time.time()  # not purged by the clock when the stores open
+        for path in (plain_path, cached_path):  # the same rows in both files to start with
+            seed = SQLiteIdentityStore(path, TTL)
+            seed.remember("seed", "a1", {"email": [HASHES[13]]}, now=stamp)
+            seed.close()
         plain = [SQLiteIdentityStore(plain_path, TTL) for _ in range(count)]
-        # small: flush every 8 writes, keep at most 2 ids (the copy is dropped often)
-        tuning = {"flush_every": 8, "max_ids": 2} if small else {}
         cached = [
-            CachedIdentityStore(SQLiteIdentityStore(cached_path, TTL), **tuning)
+            CachedIdentityStore(SQLiteIdentityStore(cached_path, TTL), **TUNINGS[tuning])
             for _ in range(count)
         ]
         try:
+            previous = 0
             for op in ops:
                 conn = op[1] % count
-                for other in cached:
-                    if other is not cached[conn]:
-                        other.flush()  # the other connection's writes were acknowledged
+                if conn != previous:
+                    cached[previous].flush()  # its writes were acknowledged
+                    cached[conn].flush()  # and this one syncs before it acts
+                    previous = conn
                 if op[0] == "flush":
                     cached[conn].flush()
                 expected = apply(plain[conn], op)
@@ -171,18 +187,34 @@ def test_another_connections_commit_drops_the_copy_and_keeps_own_writes(tmp_path
     second.remember("u2", None, {"email": [e2]}, now=T0)  # buffered in second
     first.remember("u1", "a1", {"email": [e1]}, now=T0)
     first.flush()
+    second.flush()  # the sync: writes u2, sees first's commit, drops the copy
     assert second.lookup(None, "a1", now=T0) == {"email": [e1]}
     assert second.lookup("u1", None, now=T0) == {"email": [e1]}
     assert second.lookup("u2", None, now=T0) == {"email": [e2]}  # not lost by the drop
     first.link("u1", "u2", now=T0 + 1)
     first.remember("u1", None, {"email": [e3]}, now=T0 + 1)
     first.flush()
+    second.flush()
     assert second.lookup("u2", None, now=T0 + 1) == {"email": [e2, e3, e1]}
     second.close()
     first.close()
     plain = SQLiteIdentityStore(tmp_path / "id.db", 1e10)  # opening purges by the clock
     assert plain.lookup("u2", None, now=T0 + 1) == {"email": [e2, e3, e1]}
     plain.close()
+
+
+def test_without_a_flush_a_store_syncs_at_its_first_call_after_sync_seconds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "id.db"
+    writer = CachedIdentityStore(SQLiteIdentityStore(path, TTL), sync_seconds=0.0)
+    reader = CachedIdentityStore(SQLiteIdentityStore(path, TTL), sync_seconds=0.0)
+    assert reader.lookup("u1", None, now=T0) == {}
+    writer.remember("u1", None, {"email": [HASHES[0]]}, now=T0)
+    writer.lookup("u1", None, now=T0)  # its next call writes what the last one buffered
+    assert reader.lookup("u1", None, now=T0) == {"email": [HASHES[0]]}
+    writer.close()
+    reader.close()
 
 
 def test_writes_are_buffered_until_a_flush_and_close_flushes(tmp_path: Path) -> None:

@@ -117,8 +117,9 @@ class Pipeline:
     ``process`` maps one validated message to events (the host's
     :meth:`~cdp_tiktok.host.Host.process` without an outbox); ``deliverable`` names the
     destinations with delivery settings, whose events are enqueued; ``flush_identity``
-    (:meth:`~cdp_tiktok.host.Host.flush`) runs on the mapping thread after each group is
-    mapped, before the group goes to the writer. Refuses new jobs
+    (:meth:`~cdp_tiktok.host.Host.flush`) runs on the mapping thread before each group is
+    mapped (it sees what other processes committed) and after (before the group goes to
+    the writer). Refuses new jobs
     with 503 while ``max_waiting`` jobs wait, or while the outbox holds more than
     ``max_queue_records`` undelivered records as read by ``stats`` (by default the
     outbox's own; better another connection to it, so that counting never waits for a
@@ -220,6 +221,8 @@ class Pipeline:
 
     def _map_group(self, group: list[Job]) -> None:
         backlog = self._backlog()
+        if not self._sync_identity(group):  # sees identifies answered before these jobs
+            return
         for job in group:
             if backlog is not None:
                 job.result.refusal = backlog
@@ -236,10 +239,15 @@ class Pipeline:
         # The group's identity writes are durable before any of its events is committed
         # or any of its jobs answered (an identify, even without events, enriches what
         # any process maps next).
+        self._sync_identity(group)
+
+    def _sync_identity(self, group: list[Job]) -> bool:
         try:
             self._flush_identity()
         except Exception as exc:  # identity store full or down: refuse the group
             self._store_failed(group, exc, "identity store")
+            return False
+        return True
 
     def _commit(self, group: list[Job]) -> None:
         mapped = [job for job in group if job.result.refusal is None]
