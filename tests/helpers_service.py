@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from cdp_tiktok.destinations import destination_settings
 from cdp_tiktok.ingest.app import IntakeService, create_app
 from cdp_tiktok.ingest.auth import WriteKeys
 from cdp_tiktok.ingest.config import IntakeConfig, IntakeLimits
+from cdp_tiktok.ingest.pipeline import Job, JobResult, Pipeline
 from cdp_tiktok.ingest.service import open_service
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE, Secret, TikTokSettings
 
@@ -92,3 +93,17 @@ def running_intake(
             server.should_exit = True
             thread.join(timeout=30)
             assert not thread.is_alive(), "the intake did not stop"
+
+
+def answer_of(pipeline: Pipeline, items: Sequence[Any], kind: str | None) -> JobResult:
+    """Submit one request's ``items`` to a started ``pipeline``; its answer (30 s at most)."""
+    answered = threading.Event()
+    results: list[JobResult] = []
+
+    def done(result: JobResult) -> None:
+        results.append(result)
+        answered.set()
+
+    pipeline.submit(Job(list(items), kind, "web", 100, done))
+    assert answered.wait(30), "the pipeline did not answer in time"
+    return results[0]

@@ -163,21 +163,8 @@ def test_server_side_web_event_is_sent_without_a_page_unless_a_page_url_is_requi
 def test_a_live_stream_on_stdin_is_delivered_before_the_input_ends(tmp_path: Path) -> None:
     messages = _one_event_messages()
     first, rest = messages[:20], messages[20:30]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_TIKTOK_")}
     with SandboxServer() as sandbox, (tmp_path / "stderr.txt").open("wb") as errors:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cdp_tiktok",
-                *_send_args("-", sandbox.url, SANDBOX_ACCESS_TOKEN, "sqlite:///live.db"),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            cwd=tmp_path,
-            env=env,
-        )
+        process = _live_send(tmp_path, sandbox.url, errors)
         assert process.stdin is not None
         try:
             for message in first:

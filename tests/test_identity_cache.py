@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +38,10 @@ from cdp_tiktok.identity import (
 )
 from cdp_tiktok.identity_cache import CachedIdentityStore
 from cdp_tiktok.ingest.metrics import ServiceMetrics
-from cdp_tiktok.ingest.pipeline import Job, JobResult, Pipeline
+from cdp_tiktok.ingest.pipeline import Pipeline
 from cdp_tiktok.matchkeys import sha256_hex
 from cdp_tiktok.settings import Secret, TikTokSettings
+from tests.helpers_service import answer_of
 
 DAY = 86400.0
 T0 = 1_700_000_000.0
@@ -322,18 +322,10 @@ def test_the_intake_answers_an_identify_once_its_keys_are_durable(
             max_message_bytes=32_000, max_waiting=10, max_queue_records=1000,
             flush_identity=host.flush,
         )  # fmt: skip
-        answered = threading.Event()
-        results: list[JobResult] = []
-
-        def done(result: JobResult) -> None:
-            results.append(result)
-            answered.set()
-
         pipeline.start()
         try:
-            pipeline.submit(Job([IDENTIFY], "identify", "web", 100, done))
-            assert answered.wait(30)
-            assert results[0].refusal is None and results[0].accepted == 1
+            result = answer_of(pipeline, [IDENTIFY], "identify")
+            assert result.refusal is None and result.accepted == 1
             assert seen_elsewhere(identity_url)["email"] == [ANN]  # before the host closes
         finally:
             pipeline.stop()

@@ -4,7 +4,6 @@ the pipeline refuses with 503 while the reading says so."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,8 @@ from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
 from cdp_tiktok.events import BatchKey, OutgoingEvent
 from cdp_tiktok.ingest.depth import OutboxDepth
 from cdp_tiktok.ingest.metrics import ServiceMetrics
-from cdp_tiktok.ingest.pipeline import Job, JobResult, Pipeline
+from cdp_tiktok.ingest.pipeline import Pipeline
+from tests.helpers_service import answer_of
 
 KEY = BatchKey("TikTok", "web", "CPIXEL", None)
 
@@ -54,21 +54,13 @@ def test_pipeline_refuses_while_the_outbox_cannot_be_counted(tmp_path: Path) -> 
         lambda message: [event(message["messageId"])], outbox, {"TikTok"}, ServiceMetrics(),
         max_message_bytes=32_000, max_waiting=10, max_queue_records=1000, stats=probe.stats,
     )  # fmt: skip
-    answered = threading.Event()
-    results: list[JobResult] = []
-
-    def done(result: JobResult) -> None:
-        results.append(result)
-        answered.set()
-
     pipeline.start()
     try:
         item = {"type": "track", "event": "Order Completed", "userId": "u", "messageId": "m"}
-        pipeline.submit(Job([item], None, "web", 100, done))
-        assert answered.wait(30)
+        result = answer_of(pipeline, [item], None)
     finally:
         pipeline.stop()
-    refusal = results[0].refusal
+    refusal = result.refusal
     assert refusal is not None and (refusal.status, refusal.code) == (503, "store_unavailable")
     assert outbox.stats().pending == 0
     outbox.close()
