@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from machine_load import load_1min, round_note, summary_note
+from rounds import Paired, paired_medians
 
 GOAL_MAP_RATIO = 2.5
 GOAL_SEND_EVENTS_PER_SECOND = 20_000
@@ -233,59 +234,40 @@ def bench_size(size: int, rounds: int, only: Sequence[str], work: Path) -> None:
     print(f"{label(size)} {summary_note(loads)}", flush=True)
 
 
-@dataclass(frozen=True)
-class Figure:
-    """The medians of one command's rounds, each round compared with its bare loop."""
-
-    wall: float  # median wall seconds
-    cpu: float  # median CPU seconds
-    ratio: float  # median of the per-round wall ratios to the bare loop
-    cpu_ratio: float  # the same for CPU time
-    peak_mib: float  # the highest peak RSS of any round
-    walls: str  # min/median/max wall
-
-
-def figure(runs: Sequence[Run], bare: Sequence[Run]) -> Figure:
-    pairs = list(zip(runs, bare, strict=True))
-    return Figure(
-        wall=statistics.median(r.wall for r in runs),
-        cpu=statistics.median(r.cpu for r in runs),
-        ratio=statistics.median(r.wall / b.wall for r, b in pairs),
-        cpu_ratio=statistics.median(r.cpu / b.cpu for r, b in pairs),
-        peak_mib=max(r.peak_mib for r in runs),
-        walls=spread([r.wall for r in runs]),
-    )
+def figure(runs: Sequence[Run], bare: Sequence[Run]) -> tuple[Paired, float]:
+    """The paired medians of one command's rounds and the highest peak RSS of any round."""
+    return paired_medians(runs, bare), max(r.peak_mib for r in runs)
 
 
 def print_summary(size: int, runs: dict[str, list[Run]], events: int) -> None:
     """One line per figure: bare loop, map, send (goal verdicts at the goals' size)."""
     name, at_goal_size = label(size), size == GOAL_SIZE
-    bare = figure(runs["bare"], runs["bare"])
+    bare, bare_peak = figure(runs["bare"], runs["bare"])
     print(
-        f"{name} bare loop: wall {bare.walls}, {size / bare.wall:,.0f} messages/s, "
-        f"cpu {bare.cpu:.2f} s, peak RSS {bare.peak_mib:.0f} MiB"
+        f"{name} bare loop: wall {spread(bare.walls)}, {size / bare.wall:,.0f} messages/s, "
+        f"cpu {bare.cpu:.2f} s, peak RSS {bare_peak:.0f} MiB"
     )
     if runs["map"]:
-        mapped = figure(runs["map"], runs["bare"])
+        mapped, mapped_peak = figure(runs["map"], runs["bare"])
         goal = f" (goal <= {GOAL_MAP_RATIO}x: {verdict(mapped.ratio <= GOAL_MAP_RATIO)})"
         print(
-            f"{name} cdp-tiktok map: wall {mapped.walls}, {size / mapped.wall:,.0f} "
+            f"{name} cdp-tiktok map: wall {spread(mapped.walls)}, {size / mapped.wall:,.0f} "
             f"messages/s, {events:,} events; median ratio to bare {mapped.ratio:.2f}x wall"
             f"{goal if at_goal_size else ''}, {mapped.cpu_ratio:.2f}x cpu; "
-            f"peak RSS {mapped.peak_mib:.0f} MiB"
+            f"peak RSS {mapped_peak:.0f} MiB"
         )
     if runs["send"]:
-        sent = figure(runs["send"], runs["bare"])
+        sent, sent_peak = figure(runs["send"], runs["bare"])
         rate = events / sent.wall
         goals = (
             f" (goal >= {GOAL_SEND_EVENTS_PER_SECOND:,} events/s: "
             f"{verdict(rate >= GOAL_SEND_EVENTS_PER_SECOND)}; goal < {GOAL_SEND_PEAK_MIB} "
-            f"MiB: {verdict(sent.peak_mib < GOAL_SEND_PEAK_MIB)})"
+            f"MiB: {verdict(sent_peak < GOAL_SEND_PEAK_MIB)})"
         )
         print(
-            f"{name} cdp-tiktok send --sandbox: wall {sent.walls}, {size / sent.wall:,.0f} "
+            f"{name} cdp-tiktok send --sandbox: wall {spread(sent.walls)}, {size / sent.wall:,.0f} "
             f"messages/s, {rate:,.0f} events/s; median ratio to bare {sent.ratio:.2f}x wall, "
-            f"{sent.cpu_ratio:.2f}x cpu; peak RSS {sent.peak_mib:.0f} MiB"
+            f"{sent.cpu_ratio:.2f}x cpu; peak RSS {sent_peak:.0f} MiB"
             f"{goals if at_goal_size else ''}"
         )
 

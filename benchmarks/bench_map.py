@@ -35,23 +35,24 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import gc
 import json
 import os
 import pstats
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from machine_load import load_1min, round_note, summary_note
+from machine_load import round_note, summary_note
+from rounds import interleaved, paired_medians
 
 from cdp_tiktok.host import Host
 from cdp_tiktok.mapping import MappingSet, default_mapping_dir, load_mapping_set
@@ -203,31 +204,6 @@ def timed(run: Callable[[], int]) -> Timing:
     return Timing(time.perf_counter() - wall, cpu, count)
 
 
-@dataclass
-class Summary:
-    """The medians of one scenario's rounds, each round compared with its baseline run."""
-
-    wall: float  # median wall seconds
-    cpu: float  # median CPU seconds
-    ratio: float  # median of the per-round wall ratios to the baseline
-    cpu_ratio: float  # median of the per-round CPU ratios
-    walls: list[float]
-    count: int
-
-
-def summarize(runs: Sequence[Timing], bases: Sequence[Timing]) -> Summary:
-    """Medians of ``runs``, the ratios taken round by round against ``bases``."""
-    pairs = list(zip(runs, bases, strict=True))
-    return Summary(
-        wall=statistics.median(r.wall for r in runs),
-        cpu=statistics.median(r.cpu for r in runs),
-        ratio=statistics.median(r.wall / b.wall for r, b in pairs),
-        cpu_ratio=statistics.median(r.cpu / b.cpu for r, b in pairs),
-        walls=[r.wall for r in runs],
-        count=runs[-1].count,
-    )
-
-
 def settings() -> TikTokSettings:
     """A web pixel's settings (everything else default)."""
     return TikTokSettings(event_source_id="CPIXEL0000000000000A")
@@ -308,27 +284,27 @@ def throughput(args: argparse.Namespace) -> int:
         "parse+validate+map+dump": pipeline,
         "cdp-tiktok map minus I/O": cli_path,
     }
-    timings: dict[str, list[Timing]] = {label: [] for label in scenarios}
-    round_loads: list[list[float]] = []
     n = len(texts)
-    for round_ in range(args.rounds):
-        samples = [load_1min()]
-        for label, run in scenarios.items():
-            timings[label].append(timed(run))
-            samples.append(load_1min())
-        round_loads.append(samples)
+
+    def after_round(index: int, loads: list[float], timings: Mapping[str, list[Timing]]) -> None:
         base_wall = timings["baseline json.loads+dumps"][-1].wall
         mapped_round = timings["map (default mappings)"][-1]
         print(
-            f"round {round_ + 1} ({round_note(samples)}): baseline {n / base_wall:,.0f} msg/s, "
+            f"round {index + 1} ({round_note(loads)}): baseline {n / base_wall:,.0f} msg/s, "
             f"map {mapped_round.count / mapped_round.wall:,.0f} ev/s, "
             f"ratio {mapped_round.wall / base_wall:.2f}x",
             flush=True,
         )
+
+    timings, round_loads = interleaved(
+        {label: functools.partial(timed, run) for label, run in scenarios.items()},
+        args.rounds,
+        after_round,
+    )
     bases = timings["baseline json.loads+dumps"]
-    summaries = {label: summarize(runs, bases) for label, runs in timings.items()}
+    summaries = {label: paired_medians(runs, bases) for label, runs in timings.items()}
     mapped = summaries["map (default mappings)"]
-    events = mapped.count
+    events = timings["map (default mappings)"][-1].count
     size = sum(len(t) for t in texts) / n
     print(
         f"messages: {n:,} (avg {size:,.0f} bytes JSON), TikTok events: {events:,}; "

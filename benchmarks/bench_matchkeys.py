@@ -21,15 +21,17 @@ Run: ``python benchmarks/bench_matchkeys.py [--users N] [--rounds R] [--seed S]`
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import hashlib
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from machine_load import load_1min, round_note, summary_note
+from machine_load import round_note, summary_note
+from rounds import interleaved
 
 from cdp_tiktok.matchkeys import POLICY_VERSION, MatchKeyNormalizer, MatchKeyPolicy
 
@@ -111,22 +113,22 @@ def main(argv: list[str] | None = None) -> int:
         sequence = workload(args.users, repeats, args.seed)
         scenarios[f"bare sha256, {repeats:.0%} repeats"] = bare_hash(sequence)
         scenarios[f"policy 1, {repeats:.0%} repeats"] = policy_1(sequence)
-    times: dict[str, list[float]] = {label: [] for label in scenarios}
-    loads: list[list[float]] = []
     print(
         f"match-key policy {POLICY_VERSION}, {args.users:,} users, "
         f"median of {args.rounds} interleaved rounds"
     )
-    for round_ in range(args.rounds):
-        samples = [load_1min()]
-        for label, run in scenarios.items():
-            times[label].append(seconds(run))
-            samples.append(load_1min())
-        loads.append(samples)
+
+    def after_round(index: int, loads: list[float], times: Mapping[str, list[float]]) -> None:
         ratios = ", ".join(
             f"{repeats} repeats {_ratio(times, repeats, -1):.2f}x" for repeats in ("0%", "90%")
         )
-        print(f"round {round_ + 1} ({round_note(samples)}): {ratios}", flush=True)
+        print(f"round {index + 1} ({round_note(loads)}): {ratios}", flush=True)
+
+    times, loads = interleaved(
+        {label: functools.partial(seconds, run) for label, run in scenarios.items()},
+        args.rounds,
+        after_round,
+    )
     print(f"{'scenario':<34}{'users/s':>14}{'vs bare hash':>14}   (min .. max ratio)")
     for repeats in ("0%", "90%"):
         base = statistics.median(times[f"bare sha256, {repeats} repeats"])
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ratio(times: dict[str, list[float]], repeats: str, index: int) -> float:
+def _ratio(times: Mapping[str, list[float]], repeats: str, index: int) -> float:
     """Round ``index``'s time of policy 1 over the bare hash's time in the same round."""
     ours = times[f"policy 1, {repeats} repeats"][index]
     return ours / times[f"bare sha256, {repeats} repeats"][index]
