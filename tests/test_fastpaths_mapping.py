@@ -10,12 +10,17 @@
   returned the value unchanged;
 * objects built inline in the function of the object (or fixed list) holding them, and
   fixed lists built by generated code, give what the builder calls and the closure
-  they replace give: same values, same warnings in the same order.
+  they replace give: same values, same warnings in the same order;
+* generated objects, fixed lists and values (keys tested with ``in`` on hoisted objects,
+  filters applied inside the test, constants decided when the code is generated, the
+  scope read as a dict) equal a plain interpreter of the field descriptions: same
+  values, same key order, same warnings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from hypothesis import given, settings
@@ -32,7 +37,14 @@ from cdp_tiktok.mapping.codegen import (
 )
 from cdp_tiktok.mapping.coerce import CoerceError, to_integer, to_number, to_string
 from cdp_tiktok.mapping.compiler import Compiler, EvalError
-from cdp_tiktok.mapping.filters import ABSENT, f_query_param, present
+from cdp_tiktok.mapping.filters import (
+    ABSENT,
+    f_default,
+    f_lower,
+    f_query_param,
+    f_text,
+    present,
+)
 from cdp_tiktok.mapping.problems import Reporter
 
 ROOTS = frozenset({"properties", "a", "b", "context", "event"})
@@ -458,3 +470,141 @@ def test_a_dropped_list_item_is_reported_and_the_rest_kept() -> None:
         [3],
         ["rule r: contents: text that is not a plain decimal number; item dropped"],
     )
+
+
+# --- generated code == a plain interpreter of the descriptions -------------------------
+
+
+def reference_value(leaf: Leaf, scope: Mapping[str, Any]) -> Any:
+    """What a leaf means, read without generated code (ABSENT when missing)."""
+    if leaf.path is not None:
+        return walk(scope, *leaf.path)
+    if leaf.filtered is not None:
+        step = leaf.filtered
+        value = reference_value(step.inner, scope)
+        if not step.absent_aware and not present(value):
+            return ABSENT
+        return step.function(value, *step.args)
+    if leaf.function is not None:
+        return leaf.function(scope)
+    if leaf.alternatives:
+        error: EvalError | None = None
+        for option in leaf.alternatives:
+            try:
+                value = reference_value(option, scope)
+            except EvalError as exc:
+                error = error or exc
+                continue
+            if present(value):
+                return value
+        if error is not None:
+            raise error
+        return ABSENT
+    return leaf.constant
+
+
+def reference_object(fields: list[Field], scope: Mapping[str, Any], warnings: list[str]) -> Any:
+    out: dict[str, Any] = {}
+    for field in fields:
+        assert field.leaf is not None
+        try:
+            value = reference_value(field.leaf, scope)
+            if present(value):
+                out[field.key] = field.coerce(value) if field.coerce is not None else value
+        except (EvalError, CoerceError) as exc:
+            warnings.append(f"{field.label}: {exc}; field dropped")
+    return out if out else ABSENT
+
+
+def failing_filter(value: Any) -> Any:
+    raise EvalError("filter failed")
+
+
+READ_KEYS = ["a", "b", "url", "traits", "page"]
+read_paths = st.tuples(
+    st.sampled_from(["properties", "context", "a"]),
+    st.lists(st.one_of(st.sampled_from(READ_KEYS), st.integers(-1, 1)), max_size=3).map(tuple),
+).map(lambda path: Leaf(path=path))
+filters = st.sampled_from(
+    [
+        (f_query_param, ("ttclid",), False, True),
+        (f_text, (), False, True),
+        (f_lower, (), False, True),
+        (f_default, ("fallback",), True, True),
+        (failing_filter, (), False, False),
+    ]
+)
+simple_leaves = st.one_of(
+    read_paths,
+    read_paths,
+    st.tuples(read_paths, filters).map(
+        lambda t: Leaf(filtered=FilterStep(t[0], t[1][0], t[1][1], t[1][2], t[1][3]))
+    ),
+    json_leaf.map(lambda value: Leaf(constant=value)),
+    st.just(Leaf()),  # ABSENT
+    st.just(Leaf(function=raising_leaf)),
+)
+read_leaves = st.one_of(
+    simple_leaves,
+    st.lists(simple_leaves, min_size=2, max_size=6).map(lambda xs: Leaf(alternatives=tuple(xs))),
+)
+read_values = st.recursive(
+    st.one_of(
+        json_leaf,
+        st.sampled_from(["https://x.example/?ttclid=E.1", "?ttclid=", "ttclid", "ABC", "", []]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(READ_KEYS), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+read_scopes = st.dictionaries(st.sampled_from(["properties", "context", "a"]), read_values)
+
+
+def ordered(value: Any) -> Any:
+    """``value`` with every object as its list of items (key order counts)."""
+    if isinstance(value, dict):
+        return [(k, ordered(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [ordered(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@settings(max_examples=800)
+@given(
+    st.lists(st.tuples(read_leaves, st.sampled_from(COERCERS)), min_size=1, max_size=8),
+    read_scopes,
+    st.booleans(),
+)
+def test_generated_objects_equal_a_plain_interpreter(
+    specs: list[tuple[Leaf, Any]], scope: dict[str, Any], proxy: bool
+) -> None:
+    fields = [Field(f"f{i}", leaf, None, co, f"rule r: f{i}") for i, (leaf, co) in enumerate(specs)]
+    try:
+        build = object_builder(fields)
+    except TypeError:  # prefixes mixing keys and indexes cannot be sorted; not a real spec
+        return
+    given_scope: Mapping[str, Any] = MappingProxyType(scope) if proxy else scope
+    expected_warnings: list[str] = []
+    expected = reference_object(fields, scope, expected_warnings)
+    warnings: list[str] = []
+    assert ordered(build(given_scope, warnings)) == ordered(expected)
+    assert warnings == expected_warnings
+    for leaf, _ in specs:
+        assert outcome(value_function(leaf), given_scope) == outcome(
+            lambda s, leaf=leaf: v if present(v := reference_value(leaf, s)) else ABSENT, scope
+        )
+    items = [Field("", leaf, None, co, "rule r: list") for leaf, co in specs]
+    expected_items: list[Any] = []
+    expected_warnings = []
+    for item in items:
+        assert item.leaf is not None
+        try:
+            value = reference_value(item.leaf, scope)
+            if present(value):
+                expected_items.append(item.coerce(value) if item.coerce is not None else value)
+        except (EvalError, CoerceError) as exc:
+            expected_warnings.append(f"rule r: list: {exc}; item dropped")
+    listed, warnings = built(list_builder(items), given_scope)
+    assert ordered(listed) == ordered(expected_items or ABSENT)
+    assert warnings == expected_warnings

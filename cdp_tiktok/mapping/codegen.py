@@ -28,14 +28,26 @@ from cdp_tiktok.mapping.coerce import (
     to_string,
 )
 from cdp_tiktok.mapping.compiler import EvalError
-from cdp_tiktok.mapping.filters import ABSENT, f_query_param
+from cdp_tiktok.mapping.filters import ABSENT, f_query_param, present
 
 PathSpec = tuple[str, tuple[str | int, ...]]
 
 # A value is present unless None/ABSENT or an empty text/list/object; 0 and false count.
+# ABSENT is tested before truth: its __bool__ is a Python call.
 _PRESENT = (
-    "({v} is not None and ({v} or ({v}.__class__ is not str and {v}.__class__ is not list "
-    "and {v}.__class__ is not dict and {v} is not ABSENT)))"
+    "({v} is not None and {v} is not ABSENT and ({v} or ({v}.__class__ is not str "
+    "and {v}.__class__ is not list and {v}.__class__ is not dict)))"
+)
+# The same test of a value read from a message's object, assigned to ``{v}`` on the way
+# (such a value is almost never ABSENT, so it is tested last).
+_PRESENT_READ = (
+    "(({v} := {src}) is not None and ({v} or ({v}.__class__ is not str and {v}.__class__ "
+    "is not list and {v}.__class__ is not dict and {v} is not ABSENT)))"
+)
+# The same test of a value computed (by a filter), assigned to ``{v}`` on the way.
+_PRESENT_AS = (
+    "(({v} := {src}) is not None and {v} is not ABSENT and ({v} or ({v}.__class__ is not "
+    "str and {v}.__class__ is not list and {v}.__class__ is not dict)))"
 )
 
 # Values a coercer returns unchanged (the same object), tested inline so the common case
@@ -132,12 +144,27 @@ class _Writer:
                     counts[full[:end]] = counts.get(full[:end], 0) + 1
                     if not isinstance(full[end], str):
                         indexed.add(full[:end])
+        # The scope is read as a dict: a Mapping of another class is copied once (reads
+        # of a Mapping and of its copy agree).
+        self.emit(1, "if scope.__class__ is not dict:")
+        self.emit(2, "scope = dict(scope)")
+        self.prefixes[()] = "scope"
+        self.objects.add(())
         for prefix in sorted(p for p, n in counts.items() if n > 1):
-            var = f"p{len(self.prefixes)}"
-            self._walk(prefix, var, 1)
-            if prefix not in indexed:
-                self.emit(1, f"{var} = {var} if {var}.__class__ is dict else EMPTY")
+            var = f"p{len(self.prefixes) - 1}"
+            parent = self.prefixes.get(prefix[:-1])
+            if parent is not None and prefix[:-1] in self.objects and prefix not in indexed:
+                # an object inside an object (maybe empty): no call when the key is absent
+                key = prefix[-1]
+                self.emit(1, f"{var} = {parent}[{key!r}] if {key!r} in {parent} else EMPTY")
+                self.emit(1, f"if {var}.__class__ is not dict:")
+                self.emit(2, f"{var} = EMPTY")
                 self.objects.add(prefix)
+            else:
+                self._walk(prefix, var, 1)
+                if prefix not in indexed:
+                    self.emit(1, f"{var} = {var} if {var}.__class__ is dict else EMPTY")
+                    self.objects.add(prefix)
             self.prefixes[prefix] = var
 
     def _walk(self, full: tuple[str | int, ...], var: str, indent: int) -> None:
@@ -191,6 +218,63 @@ class _Writer:
                 return None
         return found
 
+    def direct(self, leaf: Leaf) -> tuple[str, str] | None:
+        """``(object local, key)`` when ``leaf`` is a plain path ending in a key of a
+        hoisted object (a dict or an empty one), so that ``key in object`` tells
+        whether it is there; ``None`` otherwise."""
+        if leaf.path is None:
+            return None
+        full = (leaf.path[0], *leaf.path[1])
+        key = full[-1]
+        if not isinstance(key, str) or full[:-1] not in self.objects:
+            return None
+        return self.prefixes[full[:-1]], key
+
+    def choose(self, leaf: Leaf, indent: int, store: str) -> None:
+        """Emit code that sets ``v`` to the first present value of ``leaf`` (its
+        alternatives, or itself) and then runs the line ``store``; nothing
+        runs when no value is present. Same values, in the same order, as :meth:`read`
+        followed by a presence test (``leaf`` must be :func:`_straight`): a key read
+        from a hoisted object is tested with ``in`` first, which costs no call when it
+        is absent (the usual case for most alternatives)."""
+        options = leaf.alternatives or (leaf,)
+        opened = False  # an if/elif chain is open at `indent`
+        for option in options:
+            found = self.direct(option)
+            if _is_constant(option):
+                if not present(option.constant):
+                    continue  # never present: nothing to test
+                if opened:
+                    self.emit(indent, "else:")
+                    indent += 1
+                self.emit(indent, f"v = {self.name(option.constant, 'c')}")
+                self.emit(indent, store)
+                return  # always present: no later option is ever read
+            step = option.filtered
+            if step is not None and not step.absent_aware:
+                found = self.direct(step.inner)
+            if found is not None:
+                obj, key = found
+                test = f"{key!r} in {obj} and " + _PRESENT_READ.format(v="v", src=f"{obj}[{key!r}]")
+                if step is not None and option.path is None:
+                    # a filter that only sees present values, on a key of an object
+                    args = self.name(step.args, "a")
+                    call = f"{self.name(step.function, 'f')}(v, *{args})"
+                    if _query_shortcut(step):
+                        test += f" and (v.__class__ is not str or {args}[0] in v)"
+                    test += " and " + _PRESENT_AS.format(v="v", src=call)
+                self.emit(indent, f"{'elif' if opened else 'if'} {test}:")
+            else:
+                if opened:
+                    self.emit(indent, "else:")
+                    indent += 1
+                self.read(option, "v", indent)
+                self.emit(indent, f"if {_PRESENT.format(v='v')}:")
+            self.emit(indent + 1, store)
+            opened = True
+        if not opened:
+            self.emit(indent, "pass")  # no option can ever be present
+
     def read(self, leaf: Leaf, var: str, indent: int) -> None:
         """Emit code that sets ``var`` to the leaf's value (None/ABSENT when missing)."""
         if leaf.path is not None:
@@ -205,7 +289,7 @@ class _Writer:
                 self.emit(indent, f"{var} = {call}")
                 return
             condition = _PRESENT.format(v=var)
-            if step.function is f_query_param and step.args and isinstance(step.args[0], str):
+            if _query_shortcut(step):
                 # f_query_param gives ABSENT for a text not containing the name: no call
                 condition = f"{condition} and ({var}.__class__ is not str or {args}[0] in {var})"
             self.emit(indent, f"{var} = {call} if {condition} else ABSENT")
@@ -234,6 +318,22 @@ def _compiled(source: str, filename: str) -> Any:
     return compile(source, filename, "exec")
 
 
+def _query_shortcut(step: FilterStep) -> bool:
+    """Whether ``step`` is ``query_param("name")``, which gives ABSENT for a text not
+    containing the name (so the call can be skipped)."""
+    return step.function is f_query_param and bool(step.args) and isinstance(step.args[0], str)
+
+
+def _is_constant(leaf: Leaf) -> bool:
+    """Whether ``leaf`` is a constant (its value known when the code is generated)."""
+    return (
+        leaf.path is None
+        and not leaf.alternatives
+        and leaf.function is None
+        and leaf.filtered is None
+    )
+
+
 def _straight(leaf: Leaf) -> bool:
     """Whether reading ``leaf`` inline (:meth:`_Writer.read`) gives exactly what
     :func:`value_function` promises: true unless an alternative that may raise is
@@ -254,8 +354,8 @@ def value_function(leaf: Leaf) -> Callable[[Mapping[str, Any]], Any]:
         w = _Writer()
         w.emit(0, "def value(scope):")
         w.hoist([leaf])
-        w.read(leaf, "v", 1)
-        w.emit(1, f"return v if {_PRESENT.format(v='v')} else ABSENT")
+        w.choose(leaf, 1, "return v")
+        w.emit(1, "return ABSENT")
         function: Callable[[Mapping[str, Any]], Any] = w.compile("value")
         return function
     options = tuple(value_function(option) for option in leaf.alternatives)
@@ -353,19 +453,19 @@ def _emit_object(w: _Writer, fields: Sequence[Field], out: str, indent: int) -> 
             w.emit(indent, "try:")
             depth = indent + 1
         sources = w.sources(field.leaf) if field.leaf is not None else None
-        if sources:
+        if sources and len(sources) < len(field.leaf.alternatives if field.leaf else ()):
             # all sources empty (e.g. no traits, no address): nothing to read or store
             w.emit(depth, f"if {' or '.join(sources)}:")
             depth += 1
-        if field.leaf is not None:
-            if _straight(field.leaf):
-                w.read(field.leaf, "v", depth)
-            else:
-                w.emit(depth, f"v = {w.name(value_function(field.leaf), 'f')}(scope)")
+        if field.leaf is not None and _straight(field.leaf):
+            w.choose(field.leaf, depth, store)
         else:
-            w.emit(depth, f"v = {w.name(field.builder, 'b')}(scope, warnings)")
-        w.emit(depth, f"if {_PRESENT.format(v='v')}:")
-        w.emit(depth + 1, store)
+            if field.leaf is not None:
+                w.emit(depth, f"v = {w.name(value_function(field.leaf), 'f')}(scope)")
+            else:
+                w.emit(depth, f"v = {w.name(field.builder, 'b')}(scope, warnings)")
+            w.emit(depth, f"if {_PRESENT.format(v='v')}:")
+            w.emit(depth + 1, store)
         if guarded:
             w.emit(indent, "except (EvalError, CoerceError) as exc:")
             w.emit(indent + 1, f"warnings.append(f'{{{label}}}: {{exc}}; field dropped')")
@@ -390,15 +490,16 @@ def list_builder(items: Sequence[Field]) -> Callable[[Mapping[str, Any], list[st
             continue
         label = w.name(item.label, "l")
         w.emit(1, "try:")
-        if item.leaf is not None and _straight(item.leaf):
-            w.read(item.leaf, "v", 2)
-        elif item.leaf is not None:
-            w.emit(2, f"v = {w.name(value_function(item.leaf), 'f')}(scope)")
-        else:
-            w.emit(2, f"v = {w.name(item.builder, 'b')}(scope, warnings)")
-        w.emit(2, f"if {_PRESENT.format(v='v')}:")
         value = f"{w.name(item.coerce, 'k')}(v)" if item.coerce is not None else "v"
-        w.emit(3, f"out.append({value})")
+        if item.leaf is not None and _straight(item.leaf):
+            w.choose(item.leaf, 2, f"out.append({value})")
+        else:
+            if item.leaf is not None:
+                w.emit(2, f"v = {w.name(value_function(item.leaf), 'f')}(scope)")
+            else:
+                w.emit(2, f"v = {w.name(item.builder, 'b')}(scope, warnings)")
+            w.emit(2, f"if {_PRESENT.format(v='v')}:")
+            w.emit(3, f"out.append({value})")
         w.emit(1, "except (EvalError, CoerceError) as exc:")
         w.emit(2, f"warnings.append(f'{{{label}}}: {{exc}}; item dropped')")
     w.emit(1, "return out if out else ABSENT")
