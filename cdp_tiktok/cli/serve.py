@@ -158,6 +158,7 @@ def serve(
     import uvicorn
 
     from cdp_tiktok.ingest.app import create_app
+    from cdp_tiktok.ingest.gc_tuning import tune_for_serving
     from cdp_tiktok.ingest.service import open_service
     from cdp_tiktok.ingest.workers import ServiceApp, forget_process, metrics_directory, run_workers
     from cdp_tiktok.mapping.problems import MappingLoadError
@@ -172,6 +173,7 @@ def serve(
         try:
             if workers == 1:
                 service = open_service(settings, deliveries, config, stack, worker=not no_worker)
+                service.on_start.append(tune_for_serving)
             else:  # each process opens its own; open once here so that errors stop the start
                 metrics_dir = stack.enter_context(metrics_directory())
                 with contextlib.ExitStack() as check:

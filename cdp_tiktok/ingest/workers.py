@@ -82,6 +82,7 @@ class ServiceApp:
 
     async def _lifespan(self, scope: Any, receive: Any, send: Any) -> None:
         from cdp_tiktok.ingest.app import create_app
+        from cdp_tiktok.ingest.gc_tuning import tune_for_serving
         from cdp_tiktok.ingest.service import open_service
 
         if self.prepare is not None:
@@ -95,6 +96,7 @@ class ServiceApp:
                 worker=self.worker,
                 metrics_dir=os.environ[MULTIPROC_ENV],
             )
+            service.on_start.append(tune_for_serving)
             self._app = create_app(service)
             await self._app(scope, receive, send)
 
