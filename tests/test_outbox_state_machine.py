@@ -231,6 +231,13 @@ class OutboxMachine(RuleBasedStateMachine):
         assert stats.pending + stats.leased + stats.dead == len(self.model)
 
     @invariant()
+    def undelivered_count_matches_stats(self) -> None:
+        # The intake's backlog count (SQLite only) is stats' pending + leased, at any time.
+        if isinstance(self.box, SQLiteOutbox):
+            stats = self.box.stats(now=self.now)
+            assert self.box.undelivered() == stats.pending + stats.leased
+
+    @invariant()
     def dead_letters_match_the_model(self) -> None:
         expected = sorted((rec.dead_at, i) for i, rec in self.model.items() if rec.state == "dead")
         letters = list(self.box.dead_letters())

@@ -519,6 +519,16 @@ class SQLiteOutbox:
             ).fetchone()[0]
         return OutboxStats(delivered=delivered, **counts)
 
+    def undelivered(self) -> int:
+        """The records not delivered nor dead: ``stats().pending + stats().leased`` (held
+        records included), counted on the ``(state, next_attempt_at)`` index alone, which
+        is a tenth of the cost of :meth:`stats` (what the intake's backlog check reads)."""
+        with self._read() as conn:
+            count: int = conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'live'"
+            ).fetchone()[0]
+        return count
+
     def status(self, *, now: float | None = None) -> list[DestinationStatus]:
         """Per destination: counts by state, oldest age, stop reason (one snapshot)."""
         at = time.time() if now is None else now

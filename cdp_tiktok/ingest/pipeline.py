@@ -19,10 +19,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cdp_tiktok.delivery.outbox import Outbox, OutboxStats
+from cdp_tiktok.delivery.outbox import Outbox
 from cdp_tiktok.events import OutgoingEvent
 from cdp_tiktok.ingest.body import Refusal
-from cdp_tiktok.ingest.depth import OutboxDepth
+from cdp_tiktok.ingest.depth import OutboxDepth, undelivered_count
 from cdp_tiktok.ingest.metrics import ServiceMetrics
 from cdp_tiktok.ingest.sizes import over_limit
 from cdp_tiktok.messages import FieldError, MessageError, format_timestamp, validate_message
@@ -119,11 +119,11 @@ class Pipeline:
     destinations with delivery settings, whose events are enqueued; ``flush_identity``
     (:meth:`~cdp_tiktok.host.Host.flush`) runs on the mapping thread before each group is
     mapped (it sees what other processes committed) and after (before the group goes to
-    the writer). Refuses new jobs
-    with 503 while ``max_waiting`` jobs wait, or while the outbox holds more than
-    ``max_queue_records`` undelivered records as read by ``stats`` (by default the
-    outbox's own; better another connection to it, so that counting never waits for a
-    write) at most :data:`~cdp_tiktok.ingest.depth.DEPTH_CHECK_SECONDS` ago.
+    the writer). Refuses new jobs with 503 while ``max_waiting`` jobs wait, or while the
+    outbox holds more than ``max_queue_records`` undelivered records as counted by
+    ``depth`` (by default :func:`~cdp_tiktok.ingest.depth.undelivered_count` of the
+    outbox itself; better of another connection to it, so that counting never waits for
+    a write) at most :data:`~cdp_tiktok.ingest.depth.DEPTH_CHECK_SECONDS` ago.
     """
 
     def __init__(
@@ -136,7 +136,7 @@ class Pipeline:
         max_message_bytes: int,
         max_waiting: int,
         max_queue_records: int,
-        stats: Callable[[], OutboxStats] | None = None,
+        depth: Callable[[], int] | None = None,
         flush_identity: Callable[[], None] = lambda: None,
     ) -> None:
         self._process = process
@@ -151,7 +151,7 @@ class Pipeline:
         # Mapped groups waiting to be written; bounded, so mapping cannot run far ahead.
         self._mapped: queue.Queue[list[Job] | None] = queue.Queue(MAPPED_GROUPS_WAITING)
         self._threads: list[threading.Thread] = []
-        self._depth = OutboxDepth(stats or outbox.stats)
+        self._depth = OutboxDepth(depth or undelivered_count(outbox))
         self._undeliverable_warned: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from cdp_tiktok.delivery.outbox import OutboxStats
 from cdp_tiktok.ingest.app import IntakeService
 from cdp_tiktok.ingest.config import IntakeConfig
 from cdp_tiktok.ingest.delivery import start_embedded_worker
+from cdp_tiktok.ingest.depth import undelivered_count
 from cdp_tiktok.ingest.metrics import ServiceMetrics
 from cdp_tiktok.ingest.pipeline import Pipeline
 from cdp_tiktok.settings import TikTokSettings
@@ -91,7 +92,7 @@ def open_service(
         max_message_bytes=limits.max_message_bytes,
         max_waiting=limits.max_waiting_requests,
         max_queue_records=limits.max_queue_records,
-        stats=probe.stats,
+        depth=undelivered_count(probe),
         flush_identity=host.flush,
     )
     service = IntakeService(config, pipeline, metrics, readiness)
