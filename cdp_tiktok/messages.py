@@ -396,6 +396,33 @@ _CONTEXT_CLASSES: Final[dict[str, frozenset[type]]] = {
 }
 
 
+# The batch envelope's keys and the classes the schema accepts for each; ``batch`` is
+# required and must be a list (its items are validated one by one, later).
+_ENVELOPE_CLASSES: Final[dict[str, frozenset[type]]] = {
+    "batch": frozenset((list,)),
+    "sentAt": _STR_NUM,
+    "writeKey": _STR,
+    "context": _OBJ,
+    "integrations": _OBJ,
+}
+
+
+def _envelope_valid(envelope: Mapping[str, Any]) -> bool:
+    """True only when the batch schema accepts ``envelope`` (never a false acceptance);
+    anything but a plain dict is left to the schema."""
+    if envelope.__class__ is not dict or "batch" not in envelope:
+        return False
+    get = envelope.get
+    for key, classes in _ENVELOPE_CLASSES.items():
+        if get(key).__class__ not in classes and key in envelope:
+            return False
+    context = get("context")
+    if context and not _context_valid(context):
+        return False
+    integrations = get("integrations")
+    return not integrations or _integrations_valid(integrations)
+
+
 def _scan(message: dict[str, Any]) -> int:
     """``_UNPROVEN``, or ``_CLEAN``/``_NORMALIZE`` only when the schema would accept
     ``message`` (never a false acceptance); ``_NORMALIZE`` when a value is ``null`` or an
@@ -637,7 +664,10 @@ def expand_batch(
     envelope itself is, and a bad envelope raises :class:`MessageError`.
     """
     times: dict[str, datetime] = {}
-    errors = _schema_errors(_batch_validator(), envelope) + _time_errors(envelope, times)
+    # The schema words the errors; it is asked only when the mirror cannot prove the
+    # envelope valid (jsonschema costs ~100 us per envelope, the mirror ~1 us).
+    errors = [] if _envelope_valid(envelope) else _schema_errors(_batch_validator(), envelope)
+    errors += _time_errors(envelope, times)
     if errors:
         raise MessageError(sorted(set(errors)), line=line, source=source)
     context = envelope.get("context")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cdp_tiktok.messages import (
@@ -18,6 +18,8 @@ from cdp_tiktok.messages import (
     MESSAGE_TYPES,
     FieldError,
     MessageError,
+    _batch_validator,
+    _envelope_valid,
     _message_validator,
     _scan,
     event_time,
@@ -501,3 +503,78 @@ def test_normalization_runs_whenever_the_scan_saw_something(
     for key, value in expected.items():
         assert result[key] == value and isinstance(result[key], str)
     assert not [k for k, v in result.items() if v is None]
+
+
+# --------------------------------------------------------------------------- envelopes
+
+_ENVELOPE_KEYS = ("batch", "sentAt", "writeKey", "context", "integrations", "extra")
+_good_envelopes = st.fixed_dictionaries(
+    {"batch": st.lists(valid_messages(), max_size=2)},
+    optional={
+        "sentAt": st.one_of(st.none(), st.just("2024-01-01T00:00:00Z"), st.integers()),
+        "writeKey": st.one_of(st.none(), st.text(max_size=3)),
+        "context": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {}, optional={"ip": st.just("1.2.3.4"), "library": st.just({"name": "x"})}
+            ),
+        ),
+        "integrations": st.one_of(
+            st.none(), st.dictionaries(st.text(max_size=3), st.booleans(), max_size=2)
+        ),
+    },
+)
+
+
+def _mutate_envelope(envelope: dict[str, Any], where: str, key: str, value: Any) -> Any:
+    envelope = dict(envelope)
+    if where == "top":
+        envelope[key] = value
+    elif where == "drop":
+        envelope.pop(key, None)
+    elif where == "context":
+        envelope["context"] = {**(envelope.get("context") or {}), key: value}
+    elif where == "page":
+        envelope["context"] = {**(envelope.get("context") or {}), "page": {key: value}}
+    elif where == "integrations":
+        envelope["integrations"] = {**(envelope.get("integrations") or {}), key: value}
+    else:
+        return [envelope]  # not an object at all
+    return envelope
+
+
+def _envelopes(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.builds(
+        _mutate_envelope,
+        _good_envelopes,
+        st.sampled_from(("top", "drop", "context", "page", "integrations", "list")),
+        st.sampled_from(_ENVELOPE_KEYS + _CONTEXT_KEYS + ("url", "All")),
+        values,
+    )
+
+
+@settings(max_examples=500)
+@given(st.one_of(_good_envelopes, _envelopes(_json)))
+def test_envelope_fast_path_agrees_with_the_schema(envelope: Any) -> None:
+    # On what JSON decoding yields, the mirror decides exactly as the batch schema does.
+    assert _envelope_valid(envelope) == _batch_validator().is_valid(envelope)
+
+
+@settings(max_examples=300)
+@given(_envelopes(_not_json))
+def test_envelope_fast_path_never_accepts_what_the_schema_rejects(envelope: Any) -> None:
+    if _envelope_valid(envelope):
+        assert _batch_validator().is_valid(envelope)
+
+
+@given(_envelopes(_json))
+def test_expand_batch_refuses_exactly_the_envelopes_the_schema_refuses(envelope: Any) -> None:
+    assume(isinstance(envelope, dict))  # expand_batch takes a mapping (the intake checks)
+    valid = _batch_validator().is_valid(envelope)
+    try:
+        expand_batch(envelope)
+    except MessageError as error:
+        # Refused for the schema's reasons, or for an unreadable sentAt (checked apart).
+        assert not valid or {e.pointer for e in error.errors} == {"/sentAt"}
+    else:
+        assert valid
