@@ -3,6 +3,8 @@
 * ``parse_json`` (orjson where it is sure to agree) gives exactly ``parse_json_exact``'s
   value or refusal (status, code and wording) for any body: malformed JSON, integers
   beyond 64 bits, non-UTF-8 bytes, ``NaN``, numbers beyond a double, deep nesting.
+* ``read_json`` says "no lone surrogate" only of values without one, and
+  ``lone_surrogate_at`` finds one exactly when the value has no UTF-8 encoding.
 * ``over_limit`` (orjson's length where it decides) gives exactly ``over_limit_exact``'s
   verdict (the standard library's re-encoding) for any message, and the same exception
   where the reference raises one.
@@ -20,9 +22,11 @@ from hypothesis import strategies as st
 
 from cdp_tiktok.ingest.body import (
     Refusal,
+    lone_surrogate_at,
     orjson_may_agree,
     parse_json,
     parse_json_exact,
+    read_json,
     too_deep,
 )
 from cdp_tiktok.ingest.sizes import over_limit, over_limit_exact
@@ -90,6 +94,37 @@ def bodies(draw: st.DrawFn) -> bytes:
 @example(b"\xef\xbb\xbf{}")
 def test_parse_json_equals_the_standard_library(data: bytes) -> None:
     assert outcome(parse_json, data) == outcome(parse_json_exact, data)
+
+
+def encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@given(bodies())
+@example(b'{"k\\udc00": 1}')
+@example('["\ud800"]'.encode("utf-8", "surrogatepass"))  # raw: the standard library reads it
+def test_read_json_clears_only_values_without_lone_surrogates(data: bytes) -> None:
+    assert outcome(lambda text: read_json(text)[0], data) == outcome(parse_json_exact, data)
+    try:
+        value, may_hold = read_json(data)
+    except Refusal:
+        return
+    if not may_hold:
+        assert lone_surrogate_at(value) is None
+
+
+@given(json_values)
+@example({"a": [1, {"b\udc00": 2}]})
+@example({"a/b~": "\ud800"})
+def test_lone_surrogate_at_finds_exactly_what_cannot_be_encoded(value: Any) -> None:
+    pointer = lone_surrogate_at(value)
+    assert (pointer is None) == encodable(value)
+    if pointer is not None:
+        pointer.encode("utf-8")  # answerable: the pointer itself is Unicode text
 
 
 @pytest.mark.parametrize(

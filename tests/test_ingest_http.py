@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.events import BatchKey, OutgoingEvent
 from cdp_tiktok.ingest.config import IntakeLimits
+from cdp_tiktok.ingest.pipeline import LONE_SURROGATE
 from cdp_tiktok.sandbox.server import SandboxServer
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
 from tests.helpers_service import PAGE_URL, WRITE_KEY, running_intake, service_settings
@@ -357,3 +358,24 @@ def test_message_size_counts_utf8_bytes_not_characters(intake: Any) -> None:
     assert answer.status_code == 400
     assert [r["index"] for r in answer.json()["rejected"]] == [1]
     assert intake.outbox_count() == 1
+
+
+def test_a_lone_surrogate_is_400_naming_the_message_and_the_field(intake: Any) -> None:
+    # JSON may escape half of a UTF-16 pair ("\ud800"); such a string has no UTF-8 form,
+    # so it can be neither sized, hashed nor stored: that message is refused, alone.
+    broken = purchase("broken", properties={"note": "x\ud800" + "y" * 9_000})  # > 8 KB
+    padding = [purchase(f"pad-{i}", properties={"note": "z" * 5_000}) for i in range(6)]
+    answer = post(intake.url + "/v1/batch", {"batch": [padding[0], broken, *padding[1:]]})
+    assert answer.status_code == 400  # the body is over 32 KB: each message is sized
+    body = answer.json()
+    assert body["accepted"] == 6
+    assert body["rejected"] == [
+        {"index": 1, "errors": [{"field": "/properties/note", "reason": LONE_SURROGATE}]}
+    ]
+    assert intake.outbox_count() == 6
+    small = purchase("small", context={"page": {"url": PAGE_URL}, "traits": {"\udc00": 1}})
+    answer = post(intake.url + "/v1/track", small)
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "invalid_message"
+    assert answer.json()["rejected"][0]["errors"][0]["field"] == "/context/traits/\\udc00"
+    assert intake.outbox_count() == 6

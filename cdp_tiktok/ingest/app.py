@@ -25,7 +25,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cdp_tiktok.ingest.auth import basic_user
-from cdp_tiktok.ingest.body import Refusal, decompress, parse_json, read_limited
+from cdp_tiktok.ingest.body import (
+    Refusal,
+    decompress,
+    read_json,
+    read_limited,
+)
 from cdp_tiktok.ingest.config import IntakeConfig
 from cdp_tiktok.ingest.endpoints import ENDPOINTS, Endpoint
 from cdp_tiktok.ingest.metrics import CONTENT_TYPE, ServiceMetrics
@@ -57,9 +62,16 @@ class IntakeService:
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     async def run(
-        self, items: Sequence[Any], kind: str | None, source: str, size: int
+        self,
+        items: Sequence[Any],
+        kind: str | None,
+        source: str,
+        size: int,
+        *,
+        surrogates: bool = True,
     ) -> JobResult:
-        """Hand the items to the pipeline thread; return once they are durable or refused."""
+        """Hand the items to the pipeline thread; return once they are durable or refused.
+        ``surrogates``: whether a string may hold a lone surrogate (see :class:`Job`)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JobResult] = loop.create_future()
 
@@ -70,7 +82,7 @@ class IntakeService:
         def done(result: JobResult) -> None:
             loop.call_soon_threadsafe(resolve, result)
 
-        self.pipeline.submit(Job(items, kind, source, size, done))
+        self.pipeline.submit(Job(items, kind, source, size, done, surrogates))
         return await future
 
 
@@ -145,7 +157,7 @@ async def _ingest(service: IntakeService, endpoint: Endpoint, request: Request) 
             raw = await read_limited(request.stream(), limit)
             data = decompress(raw, request.headers.get("content-encoding"), limit)
             size = len(data)
-            body = parse_json(data)
+            body, surrogates = read_json(data)
         except Refusal:
             if source is None:
                 raise _unauthorized() from None
@@ -157,7 +169,7 @@ async def _ingest(service: IntakeService, endpoint: Endpoint, request: Request) 
                 raise _unauthorized()
         items = _items(body, endpoint, limits.max_batch_messages)
         count = len(items)
-        result = await service.run(items, endpoint.kind, source, size)
+        result = await service.run(items, endpoint.kind, source, size, surrogates=surrogates)
         events = result.events
         response = _outcome(result, endpoint, count)
     except Refusal as refusal:  # refused before the pipeline took the job (it counts its own)

@@ -139,6 +139,14 @@ def parse_json(data: bytes) -> Any:
     anything orjson refuses (invalid UTF-8, a lone surrogate, a byte order mark, ``NaN``,
     a number beyond a double, ...), is read by :func:`parse_json_exact`, so refusals keep
     its wording."""
+    return read_json(data)[0]
+
+
+def read_json(data: bytes) -> tuple[Any, bool]:
+    """:func:`parse_json`'s value, and whether a string of it may hold a lone UTF-16
+    surrogate (see :func:`lone_surrogate_at`): ``False`` when orjson read it, since
+    orjson refuses every lone surrogate, escaped or raw; ``True`` when the standard
+    library did (it keeps them)."""
     if orjson_may_agree(data):
         try:
             value = orjson.loads(data)
@@ -146,5 +154,43 @@ def parse_json(data: bytes) -> Any:
             pass
         else:
             if type(value) not in (dict, list) or not too_deep(value, data):
-                return value
-    return parse_json_exact(data)
+                return value, False
+    return parse_json_exact(data), True
+
+
+def _not_text(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _member(pointer: str, key: object) -> str:
+    name = str(key)
+    if _not_text(name):  # the pointer is answered as UTF-8: the surrogate is spelled out
+        name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{pointer}/{name.replace('~', '~0').replace('/', '~1')}"
+
+
+def lone_surrogate_at(value: Any) -> str | None:
+    """The JSON pointer of the first string of ``value`` (a member name or a string
+    value) holding a lone UTF-16 surrogate, which has no UTF-8 form and so cannot be
+    hashed, sized or stored; ``None`` when every string is Unicode text."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        pointer, item = pending.pop()
+        if type(item) is str:
+            if _not_text(item):
+                return pointer
+        elif type(item) is dict:
+            for key, inner in item.items():
+                member = _member(pointer, key)
+                if type(key) is str and _not_text(key):
+                    return member
+                pending.append((member, inner))
+        elif type(item) is list:
+            pending.extend((_member(pointer, index), inner) for index, inner in enumerate(item))
+    return None

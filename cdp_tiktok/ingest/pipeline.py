@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from cdp_tiktok.delivery.outbox import Outbox
 from cdp_tiktok.events import OutgoingEvent
-from cdp_tiktok.ingest.body import Refusal
+from cdp_tiktok.ingest.body import Refusal, lone_surrogate_at
 from cdp_tiktok.ingest.depth import OutboxDepth, undelivered_count
 from cdp_tiktok.ingest.metrics import ServiceMetrics
 from cdp_tiktok.ingest.sizes import over_limit
@@ -36,6 +36,8 @@ GROUP_MAX_JOBS = 1000
 """At most this many requests' events are committed in one transaction."""
 MAPPED_GROUPS_WAITING = 2
 """Mapped groups that may wait for the writer before the mapping thread waits too."""
+LONE_SURROGATE = "is not Unicode text: it holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)"
+"""The reason a message with such a string is refused (it could not be hashed or stored)."""
 STORE_RETRY_AFTER = 5
 BUSY_RETRY_AFTER = 1
 
@@ -77,6 +79,9 @@ class Job:
     source: str
     body_size: int
     done: Callable[[JobResult], None]
+    surrogates: bool = True
+    """Whether a string of the items may hold a lone surrogate (see
+    :func:`~cdp_tiktok.ingest.body.read_json`): each item is then checked."""
     messages: list[dict[str, Any]] = field(default_factory=list)
     events: list[OutgoingEvent] = field(default_factory=list)
     result: JobResult = field(default_factory=JobResult)
@@ -314,6 +319,8 @@ class Pipeline:
         check_size = job.body_size > self._max_message and len(job.items) > 1
         for index, item in enumerate(job.items):
             try:
+                if job.surrogates:
+                    self._check_text(item)
                 if check_size:
                     self._check_size(item)
                 message = self._validate(item, job.kind, received_at)
@@ -333,6 +340,13 @@ class Pipeline:
                     )
         job.result.accepted = len(job.messages)
         job.result.events = len(job.events)
+
+    @staticmethod
+    def _check_text(item: Any) -> None:
+        # Before the size check and the mapping, which would fail to encode the string.
+        pointer = lone_surrogate_at(item)
+        if pointer is not None:
+            raise MessageError([FieldError(pointer, LONE_SURROGATE)])
 
     def _check_size(self, item: Any) -> None:
         if over_limit(item, self._max_message):
