@@ -89,8 +89,15 @@ def id_digest(identifier: str) -> str:
 
 
 def id_digests(*ids: str | None) -> list[str]:
-    """The stored forms of the given ids, without empty ones and repeats (every store)."""
-    return list(dict.fromkeys(id_digest(i) for i in ids if i))
+    """The stored forms of the given ids, without empty ones and repeats, in the order
+    given (every store); a new list each call."""
+    digests: list[str] = []
+    for identifier in ids:  # a loop: one or two ids per call, cheaper than a dict
+        if identifier:
+            digest = id_digest(identifier)
+            if digest not in digests:
+                digests.append(digest)
+    return digests
 
 
 def checked_keys(keys: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:

@@ -629,8 +629,10 @@ class MatchKeyNormalizer:
         hint: _RegionHint | None = None  # made only when a national number occurs
         for key, value in raw.items():
             if value.__class__ is str:  # the common case, kept short: one text value
-                entries = memo.get(key)
-                result = entries.get(value) if entries is not None else None
+                try:
+                    result = memo[key].get(value)
+                except KeyError:  # not a match key: _text raises the error
+                    result = None
                 if result is None:
                     result = self._text(key, value)
                     memo = self._memo  # a new generation may have begun

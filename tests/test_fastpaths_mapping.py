@@ -35,7 +35,14 @@ from cdp_tiktok.mapping.codegen import (
     object_builder,
     value_function,
 )
-from cdp_tiktok.mapping.coerce import CoerceError, to_integer, to_number, to_string
+from cdp_tiktok.mapping.coerce import (
+    CoerceError,
+    to_currency,
+    to_integer,
+    to_number,
+    to_string,
+    to_unix_seconds,
+)
 from cdp_tiktok.mapping.compiler import Compiler, EvalError
 from cdp_tiktok.mapping.filters import (
     ABSENT,
@@ -551,7 +558,21 @@ read_leaves = st.one_of(
 read_values = st.recursive(
     st.one_of(
         json_leaf,
-        st.sampled_from(["https://x.example/?ttclid=E.1", "?ttclid=", "ttclid", "ABC", "", []]),
+        st.sampled_from(
+            [
+                "https://x.example/?ttclid=E.1",
+                "?ttclid=",
+                "ttclid",
+                "ABC",
+                "",
+                [],
+                "2025-01-01T00:00:00.000Z",
+                "2025-02-30T00:00:00Z",
+                "2025-01-01T10:00:00+02:00",
+                1735689600,
+                -5,
+            ]
+        ),
     ),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(READ_KEYS), inner, max_size=4)
@@ -559,6 +580,9 @@ read_values = st.recursive(
     max_leaves=16,
 )
 read_scopes = st.dictionaries(st.sampled_from(["properties", "context", "a"]), read_values)
+
+
+READ_COERCERS = [*COERCERS, to_unix_seconds, to_currency]
 
 
 def ordered(value: Any) -> Any:
@@ -572,7 +596,7 @@ def ordered(value: Any) -> Any:
 
 @settings(max_examples=800)
 @given(
-    st.lists(st.tuples(read_leaves, st.sampled_from(COERCERS)), min_size=1, max_size=8),
+    st.lists(st.tuples(read_leaves, st.sampled_from(READ_COERCERS)), min_size=1, max_size=8),
     read_scopes,
     st.booleans(),
 )
@@ -608,3 +632,39 @@ def test_generated_objects_equal_a_plain_interpreter(
     listed, warnings = built(list_builder(items), given_scope)
     assert ordered(listed) == ordered(expected_items or ABSENT)
     assert warnings == expected_warnings
+
+
+timestamps = st.one_of(
+    st.sampled_from(
+        [
+            "2025-01-01T00:00:00.000Z",
+            "2025-01-01T00:00:00Z",
+            "1970-01-01T00:00:00.5Z",
+            "2025-02-30T00:00:00Z",
+            "2025-01-01T10:00:00+02:00",
+            "2025-01-01",
+            "",
+            "now",
+        ]
+    ),
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.integers(-10, 2_000_000_000_000),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.none(),
+)
+
+
+@settings(max_examples=500)
+@given(timestamps)
+def test_generated_time_reads_equal_the_coercer(value: Any) -> None:
+    build = object_builder(
+        [Field("event_time", Leaf(path=("timestamp", ())), None, to_unix_seconds, "rule r: t")]
+    )
+    expected: Any
+    try:
+        expected = {"event_time": to_unix_seconds(value)} if present(value) else ABSENT
+        expected_warnings = []
+    except CoerceError as exc:
+        expected, expected_warnings = ABSENT, [f"rule r: t: {exc}; field dropped"]
+    assert built(build, {"timestamp": value}) == (expected, expected_warnings)

@@ -26,9 +26,11 @@ from cdp_tiktok.mapping.coerce import (
     to_integer,
     to_number,
     to_string,
+    to_unix_seconds,
 )
 from cdp_tiktok.mapping.compiler import EvalError
 from cdp_tiktok.mapping.filters import ABSENT, f_query_param, present
+from cdp_tiktok.messages import iso_utc_seconds
 
 PathSpec = tuple[str, tuple[str | int, ...]]
 
@@ -112,6 +114,7 @@ class _Writer:
             "ABSENT": ABSENT,
             "EvalError": EvalError,
             "CoerceError": CoerceError,
+            "ISO_SECONDS": iso_utc_seconds,
         }
         self._count = 0
 
@@ -156,8 +159,11 @@ class _Writer:
             if parent is not None and prefix[:-1] in self.objects and prefix not in indexed:
                 # an object inside an object (maybe empty): no call when the key is absent
                 key = prefix[-1]
-                self.emit(1, f"{var} = {parent}[{key!r}] if {key!r} in {parent} else EMPTY")
-                self.emit(1, f"if {var}.__class__ is not dict:")
+                self.emit(1, f"if {key!r} in {parent}:")
+                self.emit(2, f"{var} = {parent}[{key!r}]")
+                self.emit(2, f"if {var}.__class__ is not dict:")
+                self.emit(3, f"{var} = EMPTY")
+                self.emit(1, "else:")
                 self.emit(2, f"{var} = EMPTY")
                 self.objects.add(prefix)
             else:
@@ -442,6 +448,12 @@ def _emit_object(w: _Writer, fields: Sequence[Field], out: str, indent: int) -> 
         coerce = w.name(field.coerce, "k") if field.coerce is not None else None
         if coerce is None:
             store = f"{out}[{field.key!r}] = v"
+        elif field.coerce is to_unix_seconds:
+            # the form validated messages carry, read without the coercer's frame
+            store = (
+                f"{out}[{field.key!r}] = t if v.__class__ is str and "
+                f"(t := ISO_SECONDS(v)) is not None else {coerce}(v)"
+            )
         elif field.coerce in _UNCHANGED:
             unchanged = _UNCHANGED[field.coerce].format(v="v")
             store = f"{out}[{field.key!r}] = v if {unchanged} else {coerce}(v)"

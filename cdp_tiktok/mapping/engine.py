@@ -15,7 +15,7 @@ import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
@@ -217,7 +217,7 @@ class MappingSet:
         """
         events: list[OutgoingEvent] = []
         warnings: list[str] = []
-        result = MapResult(events, warnings, [], {})
+        result = MapResult(events, warnings, [], {}, {})
         message_type = message.get("type")
         event = message.get("event")
         if not isinstance(event, str):
@@ -398,13 +398,15 @@ class MappingSet:
             return
         for index in missing:
             event = events[index]
+            # enrich_user copies the stored lists it uses (list(values)): events never
+            # share one, and it only reads them
             user, filled = enrich_user(
-                event.data.get("user", {}), {k: list(v) for k, v in stored.items()}
+                event.data.get("user", {}), cast(Mapping[str, list[str]], stored)
             )
             if not filled:
                 continue
             data = _with_user(event.data, user)
-            events[index] = dataclasses.replace(event, data=data)
+            events[index] = OutgoingEvent(event.key, data, event.rule)
             if explain:
                 result.explain.append(
                     f"rule {event.rule!r}: {', '.join(filled)} filled from the identity store"
@@ -418,8 +420,15 @@ def _lacks_stored(data: Mapping[str, Any]) -> bool:
 
 
 def _with_user(data: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``user`` in its place of the output order (``data``'s keys are in
+    that order, as :meth:`MappingSet._build` makes them)."""
+    if "user" in data:  # replaced in place: the order stays
+        return {**data, "user": user}
     merged = {**data, "user": user}
-    return {key: merged[key] for key in ("event", *OUTPUT_FIELDS) if key in merged}
+    return {key: merged[key] for key in _EVENT_KEYS if key in merged}
+
+
+_EVENT_KEYS: Final = ("event", *OUTPUT_FIELDS)
 
 
 # --- loading -----------------------------------------------------------------------------
