@@ -63,8 +63,10 @@ def running_intake(
     write_keys: Mapping[str, str] | None = None,
     limits: IntakeLimits | None = None,
     worker: bool = True,
+    server_options: Mapping[str, Any] | None = None,
 ) -> Iterator[RunningIntake]:
-    """Serve the intake on 127.0.0.1:<free port> until the block ends."""
+    """Serve the intake on 127.0.0.1:<free port> until the block ends (``server_options``:
+    more uvicorn settings, e.g. ``http``/``loop``)."""
     config = IntakeConfig(WriteKeys(write_keys or {"web": WRITE_KEY}), limits or IntakeLimits())
     with contextlib.ExitStack() as stack:
         service = open_service(
@@ -81,7 +83,13 @@ def running_intake(
                 started.set()
 
         server = Server(
-            uvicorn.Config(create_app(service), log_config=None, access_log=False, lifespan="on")
+            uvicorn.Config(
+                create_app(service),
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                **(server_options or {}),
+            )
         )
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()

@@ -379,3 +379,21 @@ def test_a_lone_surrogate_is_400_naming_the_message_and_the_field(intake: Any) -
     assert answer.json()["code"] == "invalid_message"
     assert answer.json()["rejected"][0]["errors"][0]["field"] == "/context/traits/\\udc00"
     assert intake.outbox_count() == 6
+
+
+@pytest.mark.parametrize(
+    "options", [{"http": "h11", "loop": "asyncio"}, {"http": "httptools", "loop": "auto"}]
+)
+def test_the_intake_serves_with_and_without_uvicorns_accelerators(
+    tmp_path: Path, options: dict[str, str]
+) -> None:
+    # httptools and uvloop are dependencies, but uvicorn falls back to h11 and asyncio
+    # without them (Windows has no uvloop): the intake answers alike on both.
+    settings = service_settings(tmp_path, NOWHERE)
+    with running_intake(settings, worker=False, server_options=options) as it:
+        batch = {"batch": [purchase("a"), purchase("b")]}
+        answer = post(it.url + "/v1/batch", gzip.compress(json.dumps(batch).encode()),
+                      headers={"Content-Encoding": "gzip"})  # fmt: skip
+        assert (answer.status_code, answer.json()) == (200, {"success": True})
+        assert post(it.url + "/v1/track", b"{not json").status_code == 400
+        assert it.outbox_count() == 2
