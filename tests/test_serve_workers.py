@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cdp_tiktok.ingest.workers import BALANCED
 from cdp_tiktok.sandbox.server import SandboxServer
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
 from tests.helpers_service import WRITE_KEY
@@ -120,3 +121,57 @@ def test_the_metrics_directory_is_managed(tmp_path: Path, monkeypatch: pytest.Mo
     with metrics_directory() as used:
         assert used == given and not (given / "counter_99.db").exists()
     assert (given / "notes.txt").exists() and os.environ[MULTIPROC_ENV] == str(given)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for listed in Path(f"/proc/{pid}/task").glob("*/children"):
+        found.extend(int(child) for child in listed.read_text().split())
+    return found
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(inode)
+    return inodes
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BALANCED, reason="the kernel balances connections only on Linux")
+def test_each_process_listens_on_a_socket_of_its_own(tmp_path: Path) -> None:
+    # With one shared socket, the first process to wake accepted every connection
+    # waiting: 8 keep-alive clients starting together all went to one process.
+    with serve_process(
+        tmp_path, "http://127.0.0.1:9", options=["--workers", "2", "--no-worker"]
+    ) as (
+        process,
+        url,
+    ):
+        port = int(url.rsplit(":", 1)[1])
+        listening = _listening_inodes(port)
+        owners = {child: _socket_inodes(child) & listening for child in _children(process.pid)}
+        held = [inodes for inodes in owners.values() if inodes]
+        assert len(listening) == 2
+        assert len(held) == 2 and all(len(inodes) == 1 for inodes in held)
+        assert set.union(*held) == listening  # one socket each, none shared
+        assert not _socket_inodes(process.pid) & listening  # the parent keeps none open
+        assert httpx.get(url + "/health").json() == {"status": "ok"}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0

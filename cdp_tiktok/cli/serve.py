@@ -22,10 +22,16 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_PORT = 8088
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, *, share: bool = False) -> socket.socket:
+    """A socket bound to ``host:port``; with ``share``, for worker processes that each
+    listen on a socket of their own on the same address (see ``run_workers``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if share:
+        from cdp_tiktok.ingest.workers import reuse_port
+
+        reuse_port(sock)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -160,7 +166,13 @@ def serve(
     from cdp_tiktok.ingest.app import create_app
     from cdp_tiktok.ingest.gc_tuning import tune_for_serving
     from cdp_tiktok.ingest.service import open_service
-    from cdp_tiktok.ingest.workers import ServiceApp, forget_process, metrics_directory, run_workers
+    from cdp_tiktok.ingest.workers import (
+        BALANCED,
+        ServiceApp,
+        forget_process,
+        metrics_directory,
+        run_workers,
+    )
     from cdp_tiktok.mapping.problems import MappingLoadError
 
     with contextlib.ExitStack() as stack:
@@ -187,7 +199,7 @@ def serve(
             raise click.UsageError(str(exc)) from None
         except (OSError, RuntimeError, sqlite3.Error) as exc:  # a store that cannot be opened
             raise click.ClickException(f"cannot open the outbox or identity store: {exc}") from None
-        sock = _listen(host, port)
+        sock = _listen(host, port, share=workers > 1 and BALANCED)
         stack.callback(sock.close)
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host

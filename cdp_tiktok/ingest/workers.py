@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -101,6 +102,30 @@ class ServiceApp:
             await self._app(scope, receive, send)
 
 
+BALANCED = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+"""Whether the kernel balances connections over the workers' own listening sockets
+(Linux's ``SO_REUSEPORT``); elsewhere the workers share one socket."""
+
+
+def reuse_port(sock: socket.socket) -> None:
+    """Let other sockets of this user bind ``sock``'s address too (before it is bound)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
+def _worker_socket(shared: socket.socket) -> socket.socket:
+    """A new socket on ``shared``'s address, for one worker process to listen on."""
+    sock = socket.socket(shared.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        reuse_port(sock)
+        sock.bind(shared.getsockname())
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def run_workers(
     app: ServiceApp,
     sock: socket.socket,
@@ -111,16 +136,57 @@ def run_workers(
     """Serve ``app`` from ``workers`` processes on ``sock`` until SIGTERM or SIGINT (inside
     :func:`metrics_directory`, so that the processes find it); call
     ``on_ready`` once every worker has started. Returns after all workers stopped (each
-    finishes its requests and commits first)."""
+    finishes its requests and commits first).
+
+    Where :data:`BALANCED` and ``sock`` was bound with :func:`reuse_port`, each worker
+    process listens on a socket of its own on that address and the kernel spreads new
+    connections over them: with one shared socket, the first process to wake accepts
+    every connection waiting, so a burst of keep-alive clients (8 connections opened at
+    once, in ``benchmarks/bench_intake.py``) all landed on one of two processes. ``sock``
+    itself then only holds the port.
+    """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    balanced = BALANCED and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
+
     class Supervisor(Multiprocess):
+        # uvicorn reads ``self.sockets`` whenever it starts a worker process (at start
+        # and to replace one); each read hands out a new socket, which the parent closes
+        # once the process has it, so a dead worker's socket dies with it.
+        _given: list[socket.socket]
+        _handed: list[socket.socket]
+
+        @property
+        def sockets(self) -> list[socket.socket]:
+            if not balanced:
+                return self._given
+            own = _worker_socket(self._given[0])
+            self._handed.append(own)
+            return [own]
+
+        @sockets.setter
+        def sockets(self, given: list[socket.socket]) -> None:
+            self._given, self._handed = given, []
+
+        def _close_handed(self) -> None:
+            while self._handed:
+                self._handed.pop().close()
+
         def init_processes(self) -> None:
             super().init_processes()
+            self._close_handed()
             timeout = self.config.timeout_worker_healthcheck * 6
             if all(p.wait_until_ready(timeout, self.should_exit) for p in self.processes):
                 on_ready()
+
+        def restart_all(self) -> None:
+            super().restart_all()
+            self._close_handed()
+
+        def keep_subprocess_alive(self) -> None:
+            super().keep_subprocess_alive()
+            self._close_handed()
 
     config = uvicorn.Config(app, workers=workers, **uvicorn_options)
     Supervisor(config, sockets=[sock]).run()
