@@ -22,6 +22,8 @@ from cdp_tiktok.messages import (
     _envelope_valid,
     _message_validator,
     _scan,
+    _text_datetime,
+    _to_datetime,
     event_time,
     expand_batch,
     is_batch,
@@ -578,3 +580,25 @@ def test_expand_batch_refuses_exactly_the_envelopes_the_schema_refuses(envelope:
         assert not valid or {e.pointer for e in error.errors} == {"/sentAt"}
     else:
         assert valid
+
+
+def _moment_or_error(parse: Any, text: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError as error:
+        return ("refused", str(error))
+
+
+_time_texts = st.one_of(
+    st.text(max_size=12),
+    st.datetimes(timezones=st.timezones() | st.none()).map(lambda moment: moment.isoformat()),
+    st.integers(-(10**13), 10**13).map(str),
+    st.sampled_from(["2024-01-01T00:00:00.000Z", " 1700000000 ", "2024-13-01", "1e3"]),
+)
+
+
+@given(_time_texts)
+def test_remembered_text_times_equal_parsing_afresh(text: str) -> None:
+    fresh = _moment_or_error(_to_datetime, text)
+    assert _moment_or_error(_text_datetime, text) == fresh
+    assert _moment_or_error(_text_datetime, text) == fresh  # and again, from the cache
