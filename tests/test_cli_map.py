@@ -192,6 +192,13 @@ def test_a_broken_mapping_directory_exits_2_with_located_problems(tmp_path: Path
     assert "bad.yaml:3: error:" in err
 
 
+def test_a_mapping_directory_without_files_exits_2_naming_it(tmp_path: Path) -> None:
+    code, out, err = run("--mappings", str(tmp_path), stdin=jsonl(ORDER))
+    assert code == 2 and out == ""
+    assert f"{tmp_path}:0: error: no mapping files" in err
+    assert "Traceback" not in err
+
+
 def test_sqlite_identity_store_persists_between_runs(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'identity.db'}"
     assert run("--identity", url, stdin=jsonl(IDENTIFY))[0] == 0

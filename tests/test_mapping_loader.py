@@ -247,3 +247,29 @@ def test_an_unreachable_rule_is_a_warning(tmp_path: Path) -> None:
 def test_missing_directory_and_empty_directory(tmp_path: Path) -> None:
     found = validate_directory([tmp_path / "nope", tmp_path], settings=SETTINGS)
     assert [p.severity for p in found] == ["error", "warning"]
+
+
+def test_only_empty_directories_are_an_error_that_names_each(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_text("not a rule file", encoding="utf-8")
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    found = validate_directory(dirs, settings=SETTINGS)
+    assert [(p.file, p.severity) for p in found] == [(str(d), "error") for d in dirs]
+    assert all("no message would become an event" in p.message for p in found)
+    with pytest.raises(MappingLoadError):
+        load_mapping_set(dirs, settings=SETTINGS)
+
+
+def test_an_empty_directory_beside_rules_is_only_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(
+        "version: 1\ndefaults: {event_time: timestamp}\nrules:\n"
+        "  - name: s\n    when: type == 'track'\n    event: Search\n",
+        encoding="utf-8",
+    )
+    dirs = [tmp_path / "empty", tmp_path / "rules"]
+    found = validate_directory(dirs, settings=SETTINGS)
+    assert [(p.file, p.severity) for p in found] == [(str(tmp_path / "empty"), "warning")]
+    assert load_mapping_set(dirs, settings=SETTINGS).problems == found

@@ -789,6 +789,8 @@ def _compile_all(
         )
     files: list[RuleFile] = []
     seen: dict[str, str] = {}
+    empty: list[Problem] = []
+    found_any = False
     for directory in dirs:
         directory = Path(directory)
         if directory.is_file():
@@ -799,9 +801,8 @@ def _compile_all(
         else:
             paths = _mapping_files(directory)
         if not paths:
-            problems.append(
-                Problem(str(directory), 0, "no mapping files (*.yaml, *.yml)", "warning")
-            )
+            empty.append(Problem(str(directory), 0, "no mapping files (*.yaml, *.yml)", "warning"))
+        found_any = found_any or bool(paths)
         for path in paths:
             rule_file, file_problems = _compile_file(path, compiler, settings)
             problems.extend(file_problems)
@@ -819,7 +820,13 @@ def _compile_all(
                 else:
                     seen[rule.name] = rule.where
             files.append(rule_file)
-    return files, problems
+    if empty and not found_any and not any(p.severity == "error" for p in problems):
+        # Nothing anywhere to map with: every message would silently become no event.
+        empty = [
+            Problem(p.file, 0, f"{p.message}: no message would become an event")
+            for p in empty
+        ]
+    return files, problems + empty
 
 
 def _compile_file(
