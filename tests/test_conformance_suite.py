@@ -188,7 +188,10 @@ class BrokenPlugin:
 
         if destination.plugin != "broken":
             return []  # wrong: must be None for another plugin's destination
-        email = (message.get("context") or {}).get("traits", {}).get("email")
+        # the shipped golden inputs give properties.email; generated ones context.traits
+        email = (message.get("properties") or {}).get("email") or (
+            (message.get("context") or {}).get("traits", {}).get("email")
+        )
         data = {"event": "Lead", "event_time": 1740830400, "user": {"email": [email or "x@y.z"]}}
         return [OutgoingEvent(BatchKey("Broken", "crm", "1"), data)]  # raw email, no lead_id
 
@@ -228,7 +231,7 @@ def test_broken_plugin_shows_each_contract_failure() -> None:
         "cdp_on_track for 'TikTok', track ",
         "answered for a destination of plugin 'tiktok'; return None for other plugins'",
         "user.email[0] is not a lower-case SHA-256 hash",
-        "raw email from input /context/traits/email (",
+        "raw email from input /properties/email (",
         ") appears at /data/user/email/0",
         "does not match TikTok's schema: lead: ",
         "cdp_on_page for 'Broken', page message",
