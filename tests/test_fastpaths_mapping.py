@@ -313,7 +313,7 @@ values = st.one_of(
     st.integers(),
     st.floats(),
     st.text(max_size=5),
-    st.text(alphabet="A", min_size=4090, max_size=4100),
+    st.integers(4090, 4100).map(lambda n: "A" * n),  # a drawn 4 KB text overruns old hypothesis
     st.sampled_from(["USD", "usd", "Usd", "US", "USDT", "ÜSD", " USD", "EUR"]),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
