@@ -238,8 +238,9 @@ class MemoryIdentityStore:
             for node in nodes:
                 count += len(self._keys.pop(node, {}))
                 for other in self._links.pop(node, {}):
-                    count += 1
-                    self._links.get(other, {}).pop(node, None)
+                    count += 1  # a link is a row each way, as the SQLite store counts it
+                    if self._links.get(other, {}).pop(node, None) is not None:
+                        count += 1
             return count
 
     def close(self) -> None:

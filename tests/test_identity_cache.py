@@ -34,6 +34,7 @@ from cdp_tiktok.identity import (
     MAX_LINKED_IDS,
     PURGE_EVERY,
     IdentityStore,
+    MemoryIdentityStore,
     SQLiteIdentityStore,
 )
 from cdp_tiktok.identity_cache import CachedIdentityStore
@@ -103,6 +104,30 @@ TUNINGS = {
     "small": {"flush_every": 8, "max_ids": 2},
     "sync-every-call": {"sync_seconds": 0.0},
 }
+
+
+# after every call: lookups at times that let entries expire (gaps over the TTL), then
+# going back, where the same entries count again
+PROBES = [T0 + k * DAY for k in (0, 3, 5, 2, 0)]
+
+
+@settings(max_examples=150)
+@given(ops=st.lists(OPS, max_size=40))
+def test_the_memory_store_answers_as_the_sqlite_store(ops: list[tuple[Any, ...]]) -> None:
+    who = [(person, None) for person in PEOPLE] + [("u1", "a1")]
+    with tempfile.TemporaryDirectory() as directory:
+        plain = SQLiteIdentityStore(Path(directory, "plain.db"), TTL)
+        memory = MemoryIdentityStore(TTL)
+        try:
+            for op in ops:
+                assert apply(memory, op) == apply(plain, op), op
+                for at in PROBES:
+                    for user_id, anonymous_id in who:
+                        found = plain.lookup(user_id, anonymous_id, now=at)
+                        assert memory.lookup(user_id, anonymous_id, now=at) == found, (op, at)
+        finally:
+            plain.close()
+            memory.close()
 
 
 @pytest.mark.parametrize("tuning", TUNINGS)
