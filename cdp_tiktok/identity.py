@@ -211,8 +211,12 @@ class MemoryIdentityStore:
 
     def _component(self, start: list[str], since: float) -> list[str]:
         seen = list(start)
+        links = self._links
         for node in seen:
-            for other, at in self._links.get(node, {}).items():
+            linked = links.get(node)
+            if not linked:
+                continue
+            for other, at in linked.items():
                 if at >= since and other not in seen and len(seen) < MAX_LINKED_IDS:
                     seen.append(other)
         return seen
@@ -222,13 +226,29 @@ class MemoryIdentityStore:
     ) -> dict[str, list[str]]:
         """See :meth:`IdentityStore.lookup`."""
         since = (time.time() if now is None else now) - self._ttl
+        start = id_digests(user_id, anonymous_id)
+        keys = self._keys
+        rows: list[tuple[str, str]] = []
         with self._lock:
-            rows: list[tuple[str, str]] = []
-            for node in self._component(id_digests(user_id, anonymous_id), since):
-                entries = self._keys.get(node, {})
-                fresh = sorted((-at, row) for row, at in entries.items() if at >= since)
-                rows.extend(row for _, row in fresh)
-        return merge_rows(rows)
+            # Most ids of a stream have no links (one device, never identified): no walk.
+            links = self._links
+            nodes = start
+            for node in start:
+                if node in links:
+                    nodes = self._component(start, since)
+                    break
+            for node in nodes:
+                entries = keys.get(node)
+                if not entries:
+                    continue
+                if len(entries) == 1:
+                    ((row, at),) = entries.items()
+                    if at >= since:
+                        rows.append(row)
+                    continue
+                fresh = sorted([(-at, row) for row, at in entries.items() if at >= since])
+                rows.extend([row for _, row in fresh])
+        return merge_rows(rows) if rows else {}
 
     def forget(self, user_id: str | None = None, anonymous_id: str | None = None) -> int:
         """See :meth:`IdentityStore.forget`."""
