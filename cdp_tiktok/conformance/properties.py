@@ -246,7 +246,8 @@ def check_rule(
     last: dict[str, Any] = {}
     strategy = messages_for(rule.trigger.types, rule.trigger.events, rule.trigger.event_keys)
     trigger = rule.trigger
-    if trigger.events is None and not trigger.event_keys and "track" in (trigger.types or {"track"}):
+    any_track = "track" in (trigger.types or {"track"})
+    if trigger.events is None and not trigger.event_keys and any_track:
         # A rule open to any track event (``event | standard_event is defined``) also
         # gets tracks named as the source's TikTok events, so whether it fires does not
         # hang on how often a hypothesis version happens to draw such a name.

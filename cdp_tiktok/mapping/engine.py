@@ -823,8 +823,7 @@ def _compile_all(
     if empty and not found_any and not any(p.severity == "error" for p in problems):
         # Nothing anywhere to map with: every message would silently become no event.
         empty = [
-            Problem(p.file, 0, f"{p.message}: no message would become an event")
-            for p in empty
+            Problem(p.file, 0, f"{p.message}: no message would become an event") for p in empty
         ]
     return files, problems + empty
 
