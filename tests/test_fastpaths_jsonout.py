@@ -103,3 +103,23 @@ def test_a_line_buffered_or_non_utf8_stream_is_written_as_text() -> None:
         line_writer(stream)({"name": "é"})
         stream.seek(0)
         assert stream.read() == '{"name":"é"}\n'
+
+
+def test_a_uuid_or_plain_enum_is_written_as_the_outbox_stores_it() -> None:
+    # json refuses both; the outbox stores events with orjson, which writes them
+    import enum
+    import uuid
+
+    from cdp_tiktok.delivery.outbox import encode_data
+
+    class Color(enum.Enum):
+        RED = "red"
+
+    value = {"id": uuid.UUID(int=7), "color": Color.RED}
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")
+    line_writer(stream)(value)
+    stream.flush()
+    assert raw.getvalue() == (encode_data(value) + "\n").encode()
+    with pytest.raises(TypeError):
+        dumps_line(value)
