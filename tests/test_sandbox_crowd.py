@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
+import time
 
 from cdp_tiktok.sandbox import SandboxServer
 from cdp_tiktok.sandbox.server import MAX_CONNECTIONS
@@ -78,3 +81,22 @@ def test_a_slow_client_is_cut_off_and_does_not_hold_up_the_others() -> None:
                 leftover += chunk
             assert b"200" not in leftover
         assert sandbox.stats().accepted_events == 1
+
+
+def test_the_sandbox_command_takes_a_read_timeout() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdp_tiktok", "sandbox", "--read-timeout", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().strip().rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as silent:
+            started = time.monotonic()
+            assert silent.recv(1000) == b""  # closed by the server, not by this timeout
+            assert time.monotonic() - started < 20
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

@@ -10,7 +10,7 @@ from types import FrameType
 
 import click
 
-from cdp_tiktok.sandbox.server import SandboxServer
+from cdp_tiktok.sandbox.server import READ_TIMEOUT, SandboxServer
 from cdp_tiktok.sandbox.state import DEFAULT_MEMORY_LIMIT
 from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN
 from cdp_tiktok.tiktok.payload import ENDPOINT_PATH
@@ -76,6 +76,14 @@ def _stderr(text: str) -> None:
     help="Refuse web events without page.url (40002). Off by default: TikTok's "
     "established integrations send server-side web events without a page.",
 )
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=READ_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Close a connection silent this long (a slow client mid-request, or an idle keep-alive).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
 def sandbox(
     host: str,
@@ -91,6 +99,7 @@ def sandbox(
     seed: int | None,
     memory_limit: int,
     require_page_url: bool,
+    read_timeout: float,
     verbose: bool,
 ) -> None:
     """Run a local TikTok Events API (POST /open_api/v1.3/event/track/).
@@ -113,6 +122,7 @@ def sandbox(
         memory_limit=memory_limit,
         log=_stderr if verbose else None,
         require_page_url=require_page_url,
+        read_timeout=read_timeout,
     )
     try:
         server.start()
