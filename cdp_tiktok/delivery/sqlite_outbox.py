@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cdp_tiktok.delivery.outbox import (
     DELIVERED_KEYS_RETENTION,
@@ -275,6 +275,17 @@ class OutboxSchemaError(RuntimeError):
     """The file cannot serve as this version's outbox (unknown schema version, no WAL)."""
 
 
+# The identities of a chunk that are live or were delivered since ``:since``. ``+state``
+# keeps the planner off the state index: with it, SQLite scans every live row for each
+# chunk, and a backfill's enqueue turns quadratic (34 ms a chunk at 88,000 rows, against
+# 2.5 ms by the dedup index).
+_KNOWN_IDENTITIES: Final = (
+    "SELECT dedup FROM outbox WHERE dedup IN (SELECT value FROM json_each(:ids))"
+    " AND +state = 'live' UNION SELECT dedup FROM delivered_keys WHERE dedup IN"
+    " (SELECT value FROM json_each(:ids)) AND delivered_at >= :since"
+)
+
+
 class SQLiteOutbox:
     """An :class:`~cdp_tiktok.delivery.outbox.Outbox` in one SQLite file.
 
@@ -391,12 +402,7 @@ class SQLiteOutbox:
         identities = _compact([row[-1] for row in rows if row[-1] is not None])
         known = {
             value
-            for (value,) in conn.execute(
-                "SELECT dedup FROM outbox WHERE dedup IN (SELECT value FROM json_each(:ids))"
-                " AND state = 'live' UNION SELECT dedup FROM delivered_keys WHERE dedup IN"
-                " (SELECT value FROM json_each(:ids)) AND delivered_at >= :since",
-                {"ids": identities, "since": since},
-            )
+            for (value,) in conn.execute(_KNOWN_IDENTITIES, {"ids": identities, "since": since})
         }
         return without_known(rows, [row[-1] for row in rows], known)
 
