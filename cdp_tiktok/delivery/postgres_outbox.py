@@ -98,8 +98,6 @@ _COPY = (
     f"COPY cdp_outbox (id, state, {_KEY_COLUMNS}, event_id, data, dedup, enqueued_at,"
     " next_attempt_at, ready_at) FROM STDIN"
 )
-# Ids come from the table's sequence first, so COPY (much faster than INSERT for a batch;
-# it has no RETURNING) can store every row with its id, in enqueue order.
 # The identities of a chunk that are live or were delivered since ``since``. By the
 # dedup index and the delivered keys' primary key when the tables' statistics are fresh;
 # on statistics from a smaller table the planner scans every live row instead (52 ms a
@@ -115,6 +113,8 @@ ANALYZE_FIRST_AT = 10_000
 the next run comes after twice as many more (autovacuum's analyze lags a fast backfill
 by a minute and more, and a few runs keep the estimates right as the table grows)."""
 _ANALYZE = "ANALYZE cdp_outbox, cdp_outbox_delivered_keys"
+# Ids come from the table's sequence first, so COPY (much faster than INSERT for a batch;
+# it has no RETURNING) can store every row with its id, in enqueue order.
 _IDS = "SELECT nextval(pg_get_serial_sequence('cdp_outbox', 'id')) FROM generate_series(1, %s)"
 
 # The distinct keys by a skip scan of the key index (one index probe per key, not a scan

@@ -789,7 +789,7 @@ def _compile_all(
         )
     files: list[RuleFile] = []
     seen: dict[str, str] = {}
-    empty: list[Problem] = []
+    empty: list[int] = []  # where in ``problems`` a directory without files is reported
     found_any = False
     for directory in dirs:
         directory = Path(directory)
@@ -801,7 +801,10 @@ def _compile_all(
         else:
             paths = _mapping_files(directory)
         if not paths:
-            empty.append(Problem(str(directory), 0, "no mapping files (*.yaml, *.yml)", "warning"))
+            empty.append(len(problems))
+            problems.append(
+                Problem(str(directory), 0, "no mapping files (*.yaml, *.yml)", "warning")
+            )
         found_any = found_any or bool(paths)
         for path in paths:
             rule_file, file_problems = _compile_file(path, compiler, settings)
@@ -822,10 +825,12 @@ def _compile_all(
             files.append(rule_file)
     if empty and not found_any and not any(p.severity == "error" for p in problems):
         # Nothing anywhere to map with: every message would silently become no event.
-        empty = [
-            Problem(p.file, 0, f"{p.message}: no message would become an event") for p in empty
-        ]
-    return files, problems + empty
+        for index in empty:
+            directory = problems[index].file
+            problems[index] = Problem(
+                directory, 0, "no mapping files (*.yaml, *.yml): no message would become an event"
+            )
+    return files, problems
 
 
 def _compile_file(
