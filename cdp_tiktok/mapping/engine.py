@@ -826,9 +826,10 @@ def _compile_all(
     if empty and not found_any and not any(p.severity == "error" for p in problems):
         # Nothing anywhere to map with: every message would silently become no event.
         for index in empty:
-            directory = problems[index].file
             problems[index] = Problem(
-                directory, 0, "no mapping files (*.yaml, *.yml): no message would become an event"
+                problems[index].file,
+                0,
+                "no mapping files (*.yaml, *.yml): no message would become an event",
             )
     return files, problems
 
