@@ -338,3 +338,15 @@ def test_the_delivery_process_does_not_outlive_a_killed_send(tmp_path: Path) -> 
                 process.kill()
             assert process.stdin is not None
             process.stdin.close()
+
+
+@pytest.mark.parametrize(
+    ("position", "size", "shown"),
+    [(120, 480, "120/480 B"), (1500, 48_000, "1/48 kB"), (2_500_000, 70_000_000, "2.5/70.0 MB")],
+)
+def test_the_reading_bar_names_a_unit_the_file_size_calls_for(
+    position: int, size: int, shown: str
+) -> None:
+    from cdp_tiktok.cli.send import _share
+
+    assert _share(position, size) == shown

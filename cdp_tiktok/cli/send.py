@@ -484,11 +484,12 @@ def _input_position(stream: Any) -> int | None:
 
 
 def _share(position: int, size: int) -> str:
-    return (
-        f"{position / 1e6:.1f}/{size / 1e6:.1f} MB"
-        if size >= 1e6
-        else f"{position // 1000}/{size // 1000} kB"
-    )
+    """How much of a file of ``size`` bytes is read, in the unit its size calls for."""
+    if size >= 1_000_000:
+        return f"{position / 1e6:.1f}/{size / 1e6:.1f} MB"
+    if size >= 1000:
+        return f"{position // 1000}/{size // 1000} kB"
+    return f"{position}/{size} B"  # not 0/0 kB
 
 
 def _describe(exc: BaseException) -> tuple[str, int]:
