@@ -64,12 +64,20 @@ def connect(url: str, *, autocommit: bool = True) -> Any:
 
 
 def is_connection_error(error: BaseException) -> bool:
-    """Whether ``error`` means the connection is gone (worth reconnecting), not bad SQL."""
+    """Whether ``error`` means the connection is gone (worth reconnecting), not bad SQL
+    nor a server's answer to the statement (a lock or statement timeout, ...)."""
     import psycopg
 
-    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+    if isinstance(error, psycopg.InterfaceError):
         return True
-    return isinstance(error, psycopg.errors.AdminShutdown | psycopg.errors.CrashShutdown)
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    state = error.sqlstate  # None: raised by the client (the link broke, no answer)
+    return state is None or state.startswith("08") or state in _SERVER_GOING_AWAY
+
+
+# admin shutdown (pg_terminate_backend, a restart), crash shutdown, cannot connect now
+_SERVER_GOING_AWAY = frozenset(("57P01", "57P02", "57P03"))
 
 
 def reconnecting(

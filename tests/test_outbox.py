@@ -21,7 +21,7 @@ from cdp_tiktok.backends import open_outbox
 from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
 from cdp_tiktok.delivery.outbox import EncodedEvent, Outbox, OutboxStats, RecordState
 from cdp_tiktok.delivery.postgres_outbox import _KNOWN_IDENTITIES as POSTGRES_KNOWN_IDENTITIES
-from cdp_tiktok.delivery.postgres_outbox import PostgresOutbox
+from cdp_tiktok.delivery.postgres_outbox import ANALYZE_FIRST_AT, PostgresOutbox
 from cdp_tiktok.delivery.sqlite_outbox import _KNOWN_IDENTITIES, SCHEMA_VERSION, SQLiteOutbox
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
@@ -528,6 +528,25 @@ def test_postgres_enqueue_keeps_the_planner_statistics_fresh() -> None:
         box.close()
     assert {"cdp_outbox", "cdp_outbox_delivered_keys"} <= {name for (name,) in analyzed}
     assert not any("cdp_outbox_ready" in step for step in plan), plan
+
+
+def test_postgres_enqueue_succeeds_when_its_analyze_cannot(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another session holds the lock ANALYZE needs (inserts do not); with a short
+    # lock_timeout the ANALYZE fails, and the committed enqueue must not.
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=200")
+    with fresh_database() as url:
+        box = PostgresOutbox(url)
+        with psycopg.connect(url) as holder:
+            holder.execute("LOCK TABLE cdp_outbox IN SHARE UPDATE EXCLUSIVE MODE")
+            with caplog.at_level("WARNING", logger="cdp_tiktok.delivery.postgres_outbox"):
+                ids = box.enqueue([event(n) for n in range(ANALYZE_FIRST_AT)], now=T0)
+            holder.rollback()
+        assert len(ids) == ANALYZE_FIRST_AT
+        assert box.stats().pending == ANALYZE_FIRST_AT
+        assert "ANALYZE failed (LockNotAvailable); enqueue unaffected" in caplog.text
+        box.close()
 
 
 def test_idempotent_enqueue_compares_name_pixel_and_event_id(outbox: Outbox) -> None:

@@ -271,3 +271,24 @@ def test_a_lost_connection_loses_and_wrongly_settles_nothing(
             # the first claim's answer was lost: its rows stay leased until the lease
             # expires (claimed again later), the retry returns what is still ready
             assert set(result) <= set(expected_result), where
+
+
+@pytest.mark.parametrize(
+    ("error", "reconnect"),
+    [
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (psycopg.InterfaceError("the connection is closed"), True),
+        (psycopg.errors.AdminShutdown(), True),  # pg_terminate_backend, a restart
+        (psycopg.errors.CannotConnectNow(), True),  # the server is starting up
+        (psycopg.errors.ConnectionFailure(), True),
+        (psycopg.errors.LockNotAvailable(), False),  # lock_timeout: an answer, not a loss
+        (psycopg.errors.QueryCanceled(), False),  # statement_timeout
+        (psycopg.errors.UndefinedTable(), False),
+    ],
+)
+def test_only_a_lost_connection_is_retried_by_reconnecting(
+    error: Exception, reconnect: bool
+) -> None:
+    from cdp_tiktok.postgres import is_connection_error
+
+    assert is_connection_error(error) is reconnect

@@ -16,6 +16,7 @@ connection is reopened with backoff (:func:`cdp_tiktok.postgres.reconnecting`).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -35,6 +36,8 @@ from cdp_tiktok.delivery.outbox import (
 from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
 from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.postgres import MIGRATION_LOCK, Session, connect, safe_url
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CHANNEL = "cdp_outbox"
@@ -264,8 +267,17 @@ class PostgresOutbox:
         self._enqueued += len(stored)
         if self._enqueued >= self._analyze_at:
             self._analyze_at *= 2
-            self._run("analyze", lambda cur: cur.execute(_ANALYZE))
+            self._analyze()
         return stored
+
+    def _analyze(self) -> None:
+        """Refresh the planner's statistics of the outbox tables; best effort: the
+        events are committed already, so a failure here is logged, never raised."""
+        try:
+            self._run("analyze", lambda cur: cur.execute(_ANALYZE), single=True)
+        except Exception as exc:  # e.g. the connection is gone; the next enqueue reconnects
+            log.warning("outbox %s: ANALYZE failed (%s); enqueue unaffected", self._shown,
+                        type(exc).__name__)  # fmt: skip
 
     @staticmethod
     def _new_rows(cur: Any, rows: list[Any], since: float) -> list[Any]:
