@@ -70,14 +70,14 @@ def is_connection_error(error: BaseException) -> bool:
 
     if isinstance(error, psycopg.InterfaceError):
         return True
-    if not isinstance(error, psycopg.OperationalError):
-        return False
-    state = error.sqlstate  # None: raised by the client (the link broke, no answer)
-    return state is None or state.startswith("08") or state in _SERVER_GOING_AWAY
+    if isinstance(error, psycopg.OperationalError):
+        return error.sqlstate not in _STATEMENT_ANSWERS  # None: the link broke, no answer
+    return isinstance(error, psycopg.errors.AdminShutdown | psycopg.errors.CrashShutdown)
 
 
-# admin shutdown (pg_terminate_backend, a restart), crash shutdown, cannot connect now
-_SERVER_GOING_AWAY = frozenset(("57P01", "57P02", "57P03"))
+# Operational errors that answer the statement on a live connection: lock_not_available
+# (lock_timeout, NOWAIT) and query_canceled (statement_timeout, a cancel request).
+_STATEMENT_ANSWERS = frozenset(("55P03", "57014"))
 
 
 def reconnecting(

@@ -281,6 +281,7 @@ def test_a_lost_connection_loses_and_wrongly_settles_nothing(
         (psycopg.errors.AdminShutdown(), True),  # pg_terminate_backend, a restart
         (psycopg.errors.CannotConnectNow(), True),  # the server is starting up
         (psycopg.errors.ConnectionFailure(), True),
+        (psycopg.errors.TooManyConnections(), True),  # transient: retried as before
         (psycopg.errors.LockNotAvailable(), False),  # lock_timeout: an answer, not a loss
         (psycopg.errors.QueryCanceled(), False),  # statement_timeout
         (psycopg.errors.UndefinedTable(), False),
