@@ -52,16 +52,21 @@ def test_mapping_set_is_compiled_once_per_destination() -> None:
 
 
 def test_identify_then_track_and_alias_enrich_events(tmp_path: Path) -> None:
+    # ids long enough never to occur by chance in the file's binary parts (a two-byte
+    # "u1" did, once in a while, inside a stored timestamp)
+    user_id = "crm-user-4711"
     store = open_identity_store(f"sqlite:///{tmp_path / 'id.db'}", 86400.0)
     with host(identity=store) as h:
-        assert h.identify(user_id="u1", anonymous_id="a1", traits={"email": "Jo@Example.com"}) == []
-        assert h.alias(previous_id="a2", user_id="u1") == []
-        (event,) = h.track(anonymous_id="a2", event="Order Completed", context=PAGE)
+        traits = {"email": "Jo@Example.com"}
+        assert h.identify(user_id=user_id, anonymous_id="anon-4711", traits=traits) == []
+        assert h.alias(previous_id="anon-4712", user_id=user_id) == []
+        (event,) = h.track(anonymous_id="anon-4712", event="Order Completed", context=PAGE)
     user = event.data["user"]
     assert user["email"] == [sha256_hex("jo@example.com")]
-    assert user["external_id"] == [sha256_hex("u1")]
-    raw = (tmp_path / "id.db").read_bytes()
-    assert b"jo@example.com" not in raw.lower() and b"u1" not in raw
+    assert user["external_id"] == [sha256_hex(user_id)]
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("id.db*"))  # WAL included
+    assert b"jo@example.com" not in raw.lower()
+    assert b"crm-user-4711" not in raw and b"anon-471" not in raw
 
 
 def test_without_an_identity_store_nothing_is_enriched() -> None:
