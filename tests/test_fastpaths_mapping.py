@@ -25,6 +25,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 
 from cdp_tiktok.mapping.codegen import (
     _UNCHANGED,
@@ -382,12 +383,17 @@ leaf_specs = st.one_of(
     json_leaf.map(lambda value: Leaf(constant=value)),
     st.just(Leaf(function=raising_leaf)),
 )  # fmt: skip
+
+
+def _nested_specs(inner: SearchStrategy[Any]) -> SearchStrategy[Any]:
+    # a named function: hypothesis reads a multi-line lambda's source wrongly and warns
+    return st.tuples(st.sampled_from(["object", "list"]), st.lists(inner, min_size=1, max_size=4))
+
+
 field_specs = st.recursive(
     st.tuples(st.just("leaf"), leaf_specs, st.sampled_from(COERCERS))
     | st.sampled_from([("builder", raising_builder), ("builder", noting_builder)]),
-    lambda inner: st.tuples(
-        st.sampled_from(["object", "list"]), st.lists(inner, min_size=1, max_size=4)
-    ),
+    _nested_specs,
     max_leaves=12,
 )
 
@@ -540,6 +546,13 @@ read_leaves = st.one_of(
     simple_leaves,
     st.lists(simple_leaves, min_size=2, max_size=6).map(lambda xs: Leaf(alternatives=tuple(xs))),
 )
+
+
+def _nested_values(inner: SearchStrategy[Any]) -> SearchStrategy[Any]:
+    lists = st.lists(inner, max_size=3)
+    return st.one_of(lists, st.dictionaries(st.sampled_from(READ_KEYS), inner, max_size=4))
+
+
 read_values = st.recursive(
     st.one_of(
         json_leaf,
@@ -559,9 +572,7 @@ read_values = st.recursive(
             ]
         ),
     ),
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(READ_KEYS), inner, max_size=4)
-    ),
+    _nested_values,
     max_leaves=16,
 )
 read_scopes = st.dictionaries(st.sampled_from(["properties", "context", "a"]), read_values)
