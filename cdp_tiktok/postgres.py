@@ -70,9 +70,10 @@ def is_connection_error(error: BaseException) -> bool:
 
     if isinstance(error, psycopg.InterfaceError):
         return True
-    if isinstance(error, psycopg.OperationalError):
-        return error.sqlstate not in _STATEMENT_ANSWERS  # None: the link broke, no answer
-    return isinstance(error, psycopg.errors.AdminShutdown | psycopg.errors.CrashShutdown)
+    # admin and crash shutdown are operational errors too; sqlstate None: the link broke
+    return isinstance(error, psycopg.OperationalError) and (
+        error.sqlstate not in _STATEMENT_ANSWERS
+    )
 
 
 # Operational errors that answer the statement on a live connection: lock_not_available

@@ -244,8 +244,8 @@ def check_rule(
     started = time.perf_counter()
     counts = {"examples": 0, "fired": 0}
     last: dict[str, Any] = {}
-    strategy = messages_for(rule.trigger.types, rule.trigger.events, rule.trigger.event_keys)
     trigger = rule.trigger
+    strategy = messages_for(trigger.types, trigger.events, trigger.event_keys)
     any_track = "track" in (trigger.types or {"track"})
     if trigger.events is None and not trigger.event_keys and any_track:
         # A rule open to any track event (``event | standard_event is defined``) also

@@ -276,8 +276,8 @@ class PostgresOutbox:
         try:
             self._run("analyze", lambda cur: cur.execute(_ANALYZE), single=True)
         except Exception as exc:  # e.g. the connection is gone; the next enqueue reconnects
-            log.warning("outbox %s: ANALYZE failed (%s); enqueue unaffected", self._shown,
-                        type(exc).__name__)  # fmt: skip
+            name = type(exc).__name__
+            log.warning("outbox %s: ANALYZE failed (%s); enqueue unaffected", self._shown, name)
 
     @staticmethod
     def _new_rows(cur: Any, rows: list[Any], since: float) -> list[Any]:

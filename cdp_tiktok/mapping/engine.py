@@ -790,7 +790,6 @@ def _compile_all(
     files: list[RuleFile] = []
     seen: dict[str, str] = {}
     empty: list[int] = []  # where in ``problems`` a directory without files is reported
-    found_any = False
     for directory in dirs:
         directory = Path(directory)
         if directory.is_file():
@@ -805,7 +804,6 @@ def _compile_all(
             problems.append(
                 Problem(str(directory), 0, "no mapping files (*.yaml, *.yml)", "warning")
             )
-        found_any = found_any or bool(paths)
         for path in paths:
             rule_file, file_problems = _compile_file(path, compiler, settings)
             problems.extend(file_problems)
@@ -823,7 +821,7 @@ def _compile_all(
                 else:
                     seen[rule.name] = rule.where
             files.append(rule_file)
-    if empty and not found_any and not any(p.severity == "error" for p in problems):
+    if empty and len(empty) == len(dirs) and not any(p.severity == "error" for p in problems):
         # Nothing anywhere to map with: every message would silently become no event.
         for index in empty:
             problems[index] = Problem(
