@@ -340,6 +340,39 @@ def test_the_delivery_process_does_not_outlive_a_killed_send(tmp_path: Path) -> 
             process.stdin.close()
 
 
+def test_send_fails_with_one_error_line_when_its_delivery_process_dies(tmp_path: Path) -> None:
+    with SandboxServer() as sandbox, (tmp_path / "stderr.txt").open("wb") as errors:
+        process = _live_send(tmp_path, sandbox.url, errors)
+        try:
+            _feed_until_delivered(process, sandbox)
+            (child,) = _children(process.pid)
+            os.kill(child, signal.SIGKILL)
+            assert process.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # send may stop reading first
+                for message in _one_event_messages()[20:] * 50:
+                    process.stdin.write(json.dumps(message).encode() + b"\n")
+                    process.stdin.flush()
+                    time.sleep(0.01)  # chunks are handed over as they arrive (linger)
+                    if process.poll() is not None:
+                        break
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            assert process.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 1, stderr
+    errors_shown = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert errors_shown == [
+        "Error: the delivery process ended without a report (exit status -9); the events "
+        "it stored stay in the outbox (cdp-tiktok outbox drain sends them), and running "
+        "send again stores the rest (what is stored already is skipped)"
+    ], stderr
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize(
     ("position", "size", "shown"),
     [(120, 480, "120/480 B"), (1500, 48_000, "1/48 kB"), (2_500_000, 70_000_000, "2.5/70.0 MB")],

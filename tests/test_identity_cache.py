@@ -321,14 +321,14 @@ def test_host_with_an_outbox_makes_identity_writes_durable(identity_url: str) ->
 
 
 def test_send_flushes_identity_writes_before_it_enqueues(identity_url: str, tmp_path: Path) -> None:
-    from cdp_tiktok.cli.send import IntakeSummary, _map_into_outbox
+    from cdp_tiktok.cli.send import IntakeSummary, _Enqueuer, _map_into_outbox
 
     outbox = SQLiteOutbox(tmp_path / "outbox.db")
     lines = b"".join(json.dumps(m).encode() + b"\n" for m in (IDENTIFY, TRACK))
     with Host(SENDABLE, identity=identity_url, load_entry_points=False) as host:
         summary = IntakeSummary()
         _map_into_outbox(
-            io.BytesIO(lines), "<test>", host, outbox, summary, SENDABLE,
+            io.BytesIO(lines), "<test>", host, _Enqueuer(outbox, summary, 0.0), summary, SENDABLE,
             Console(file=io.StringIO()), frozenset({"TikTok"}),
         )  # fmt: skip
         assert outbox.stats().pending == 1

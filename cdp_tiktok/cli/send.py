@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import select
 import stat
 import sys
-import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import click
 from rich.console import Console
@@ -35,8 +33,6 @@ ENQUEUE_CHUNK = 1000
 ENQUEUE_LINGER = 0.2
 """Seconds after which mapped events of standard input are enqueued even if fewer than
 ENQUEUE_CHUNK (a file is enqueued in whole chunks)."""
-ENQUEUE_QUEUE = 2
-"""Chunks mapped but not yet enqueued, at most (the enqueue thread's queue)."""
 PROGRESS_EVERY = 500
 HINTS = {
     "web events need page.url": "require_page_url is on, so web events without a page URL "
@@ -144,77 +140,91 @@ def _open_input(path: str) -> tuple[Any, str]:
 
 
 class _Enqueuer:
-    """Enqueues chunks of events on a thread of its own, in order, while mapping goes on.
-
-    SQLite does its work (the insert, the JSON check, the commit and its fsync, waiting
-    for another writer's lock) without holding the GIL, so the mapping thread keeps
-    running meanwhile. At most :data:`ENQUEUE_QUEUE` chunks wait (memory stays bounded).
-    :meth:`close` returns once every chunk is durably enqueued; a failure of the thread
-    is raised in the caller's thread by the next :meth:`put` or by :meth:`close`, and
-    after one, the chunks still waiting are dropped (they were never acknowledged).
-    """
+    """Enqueues each chunk at once, in this process: the memory outbox's way (it is
+    delivered here, after the input ends; no SQL runs that another thread could overlap)."""
 
     def __init__(self, outbox: Any, summary: IntakeSummary, dedup_seconds: float) -> None:
         self._outbox = outbox
         self._summary = summary
         self._dedup = dedup_seconds
-        self._chunks: queue.Queue[list[OutgoingEvent] | None] = queue.Queue(ENQUEUE_QUEUE)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="cdp-tiktok-enqueue", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while (events := self._chunks.get()) is not None:
-            if self._error is not None:
-                continue
-            try:
-                stored = self._outbox.enqueue(events, dedup_seconds=self._dedup)
-            except BaseException as exc:  # raised again in the caller's thread
-                self._error = exc
-            else:
-                self._summary.skipped += len(events) - len(stored)
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
+    @staticmethod
+    def prepare(event: OutgoingEvent) -> Any:
+        """The event as it is: the outbox encodes it."""
+        return event
 
     def put(self, events: list[OutgoingEvent]) -> None:
-        """Hand over a chunk (waits while the queue is full)."""
-        self._raise()
-        self._chunks.put(events)
+        """Enqueue a chunk (durable on return); count what was skipped."""
+        stored = self._outbox.enqueue(events, dedup_seconds=self._dedup)
+        self._summary.skipped += len(events) - len(stored)
 
     def close(self) -> None:
-        """Wait until every chunk handed over is enqueued; raise the thread's failure."""
-        self._chunks.put(None)
-        self._thread.join()
-        self._raise()
+        """Nothing is left to wait for."""
 
     def abandon(self) -> None:
-        """Stop after the chunk being written (on an error or interrupt elsewhere)."""
-        self._error = self._error or _Abandoned()
-        self._chunks.put(None)
-        self._thread.join()
+        """Nothing is left to stop."""
 
 
-class _Abandoned(Exception):
-    """The marker of an enqueue thread told to stop."""
+class _ChildEnqueuer:
+    """Hands chunks to the delivery process, which enqueues them in order on its own
+    connection (:meth:`~cdp_tiktok.delivery.process.DeliveryProcess.enqueue`), off this
+    process's GIL; the skipped counts come back through the process's ``on_enqueued``.
+    Each event is encoded as soon as it is mapped (:meth:`prepare`). :meth:`put` raises
+    the child's enqueue failure; the child's ``finish`` (after :meth:`close`) waits
+    until every chunk is durably enqueued."""
+
+    def __init__(self, child: Any, dedup_seconds: float) -> None:
+        from cdp_tiktok.delivery.process import prepare
+
+        self._child = child
+        self._dedup = dedup_seconds
+        self._prepare = prepare
+
+    def prepare(self, event: OutgoingEvent) -> Any:
+        """The event encoded (``ValueError`` or ``TypeError`` if it is not JSON)."""
+        return self._prepare(event)
+
+    def put(self, events: list[Any]) -> None:
+        """Hand over a chunk (waits while the child still reads the one before)."""
+        self._child.enqueue(events, self._dedup)
+
+    def close(self) -> None:
+        """Nothing to wait for here: the child's ``finish`` does."""
+
+    def abandon(self) -> None:
+        """Nothing to stop here: the child's ``stop`` does."""
+
+
+class _Writer(Protocol):
+    """Where :func:`_map_into_outbox` hands its chunks: each event is made ready for it
+    by ``prepare`` as it is mapped, then handed over by ``put`` in chunks."""
+
+    def prepare(self, event: OutgoingEvent) -> Any: ...
+
+    def put(self, events: list[Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abandon(self) -> None: ...
 
 
 def _map_into_outbox(
     stream: Any,
     source: str,
     host: Any,
-    outbox: Any,
+    writer: _Writer | None,
     summary: IntakeSummary,
     settings: TikTokSettings,
     err: Console,
     deliverable: frozenset[str],
     on_read: Callable[[IntakeSummary], None] | None = None,
-    dedup_seconds: float = 0.0,
 ) -> None:
+    """Map every message of ``stream``, counting into ``summary``, and hand the events
+    for ``deliverable`` destinations to ``writer`` in chunks (none: a dry run); the
+    identity writes the events were mapped with are flushed before each chunk."""
     from cdp_tiktok.jsonstream import iter_messages
 
-    pending: list[OutgoingEvent] = []
+    pending: list[Any] = []
     max_age = settings.max_event_age_days * 86400.0
     now = time.time()
     flushed_at = time.monotonic()
@@ -222,7 +232,6 @@ def _map_into_outbox(
     # lingering there would only cut the chunks (and the requests) short.
     live = isinstance(stream, _Available)
     linger = ENQUEUE_LINGER if live else float("inf")
-    writer = None if outbox is None else _Enqueuer(outbox, summary, dedup_seconds)
 
     def flush() -> None:
         nonlocal pending, flushed_at
@@ -252,7 +261,7 @@ def _map_into_outbox(
             if writer is not None:
                 for event in events:
                     if event.key.destination in deliverable:
-                        pending.append(event)
+                        pending.append(writer.prepare(event))
                     else:
                         summary.undeliverable[event.key.destination] += 1
                 if len(pending) >= ENQUEUE_CHUNK or time.monotonic() - flushed_at >= linger:
@@ -549,6 +558,7 @@ def _map_and_deliver(
         TimeElapsedColumn(),
         console=err,
         transient=False,
+        refresh_per_second=4,  # drawing takes the GIL from mapping: 10 a second cost 5%
     )
     # A file's bar is its bytes read of its size (known before reading, whatever its
     # format); standard input has no total, so its bar counts messages.
@@ -578,8 +588,14 @@ def _map_and_deliver(
         expected["events"] = max(done.events, expected["events"])
         progress.update(sending, total=expected["events"])
 
+    def skipped(count: int) -> None:
+        summary.skipped += count
+
     child: DeliveryProcess | None = None
-    if not settings.outbox.startswith("memory:"):
+    writer: _Writer
+    if settings.outbox.startswith("memory:"):
+        writer = _Enqueuer(outbox, summary, dedup_seconds)
+    else:
         # Forked before the progress display starts its thread.
         child = DeliveryProcess(
             lambda: open_outbox(settings.outbox),
@@ -587,21 +603,18 @@ def _map_and_deliver(
             _describe,
             on_progress=on_progress,
             on_wait=waiting,
+            on_enqueued=skipped,
         ).start()
+        writer = _ChildEnqueuer(child, dedup_seconds)
     with progress:
         try:
             _map_into_outbox(
-                stream,
-                source,
-                host,
-                outbox,
-                summary,
-                settings,
-                err,
-                frozenset(routes),
-                on_read,
-                dedup_seconds,
+                stream, source, host, writer, summary, settings, err, frozenset(routes), on_read
             )
+        except DeliveryFailed as failed:  # the child's enqueue failed, or the child ended
+            assert child is not None
+            child.stop()
+            raise CommandError(failed.message, failed.exit_code) from None
         except BaseException:
             if child is not None:
                 child.stop()  # requests in flight are settled, other leases released

@@ -247,13 +247,20 @@ def encode_data(data: Mapping[str, Any]) -> str:
     infinity), is encoded by :mod:`json`, which refuses the same values with the same
     errors, and writes the rest (integers beyond 64 bits, non-string keys) as before.
     """
+    return encode_data_marked(data)[0]
+
+
+def encode_data_marked(data: Mapping[str, Any]) -> tuple[str, bool]:
+    """:func:`encode_data`'s text, and whether orjson could encode ``data``: then every
+    value is one orjson reads back exactly (no integer beyond 64 bits), whichever
+    library wrote the text."""
     try:
         text = _fast(data, option=_FAST_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: unsupported type, big integer, key, depth
-        return _encode(data)
+        return _encode(data), False
     if b"null" in text:  # NaN and infinity become null in orjson: let json decide
-        return _encode(data)
-    return text.decode()
+        return _encode(data), True
+    return text.decode(), True
 
 
 _encode = json.JSONEncoder(

@@ -1,19 +1,24 @@
-"""Delivery in a process of its own, handed its work by the durable outbox (``send``).
+"""Enqueueing and delivery in a process of their own (``send``).
 
-``send`` maps and enqueues on one core; delivering in the same interpreter would share
-its GIL. :class:`DeliveryProcess` forks a child that delivers from its own outbox
-connection while the parent still enqueues. The outbox is the hand-off: an event is
-durable before the child can see it, and a crash of either process loses nothing
-(unsettled leases expire; the next run sends the rest).
+``send`` maps on one core; enqueueing and delivering in the same interpreter would share
+its GIL. :class:`DeliveryProcess` forks a child that, on its own outbox connections,
+enqueues the chunks of events the parent hands it (:meth:`DeliveryProcess.enqueue`) and
+delivers them while the parent still maps. The outbox is the hand-off to delivery: an
+event is durable before it can be claimed, and a crash of either process loses nothing
+acknowledged (unsettled leases expire; an idempotent re-run sends the rest).
 
 The child first streams (``run(drain=False)``) until the parent says the input ended,
-then drains (``run(drain=True)``) and reports. One pipe joins them. Parent to child:
-``"end"`` (input ended: drain, then report) or ``"stop"`` (interrupted: finish the
-requests in flight, release the rest, report); the pipe closing, when the parent dies,
-means stop too. Child to parent: ``("progress", DeliveryProgress)`` (cumulative over its
-runs), ``("wait", text)``, then exactly one ``("report", DeliveryReport)`` or ``("error",
-message, exit_code)``: a failure described by the parent's ``describe`` (the command's
-``Error:`` sentence), raised in the parent as :class:`DeliveryFailed`.
+then drains (``run(drain=True)``) and reports. One pipe joins them. Parent to child, in
+order: ``("enqueue", [Prepared, ...], dedup_seconds)`` (one chunk, stored in
+one transaction), ``"end"`` (input ended: drain, then report) or ``"stop"`` (interrupted:
+finish the requests in flight, release the rest, report); the pipe closing, when the
+parent dies, means stop too. A chunk handed over before ``"end"`` is enqueued before the
+drain starts. Child to parent: ``("enqueued", skipped)`` per chunk, or once
+``("enqueue-error", message, exit_code)`` (then later chunks are dropped, never
+acknowledged, and delivery stops), ``("progress", DeliveryProgress)`` (cumulative over
+its runs), ``("wait", text)``, then exactly one ``("report", DeliveryReport)`` or
+``("error", message, exit_code)``: a failure described by the parent's ``describe`` (the
+command's ``Error:`` sentence), raised in the parent as :class:`DeliveryFailed`.
 
 The child is a fork (it inherits the host, its plugins and the settings as they are);
 it ignores SIGINT, because Ctrl-C reaches the whole process group and the parent decides
@@ -25,21 +30,29 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import multiprocessing
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from cdp_tiktok.delivery.outbox import encode_data_marked
 from cdp_tiktok.delivery.worker import DeliveryProgress, DeliveryReport
+from cdp_tiktok.events import BatchKey, OutgoingEvent
 
 if TYPE_CHECKING:
     from cdp_tiktok.delivery.outbox import Outbox
     from cdp_tiktok.delivery.worker import Deliverer
 
 OpenOutbox = Callable[[], "Outbox"]
+Prepared = tuple[BatchKey, str, bool]
+"""An event as :meth:`DeliveryProcess.enqueue` takes it (made by :func:`prepare`): its
+key, its stored text, whether orjson reads that text back exactly."""
 BuildDeliverer = Callable[["Outbox", Callable[[str], None]], "Deliverer"]
 Describe = Callable[[BaseException], tuple[str, int]]
 
@@ -77,7 +90,8 @@ class DeliveryProcess:
     ``open_outbox`` opens the child's own outbox connection; ``build`` makes its
     :class:`~cdp_tiktok.delivery.worker.Deliverer` (given the connection and a callback
     for waiting notices); ``describe`` turns a failure in the child into the sentence and
-    exit status the command prints. ``on_progress`` and ``on_wait`` are called on a
+    exit status the command prints. ``on_progress``, ``on_wait`` and ``on_enqueued`` (the
+    number of events of a chunk skipped as already pending or sent) are called on a
     thread of the parent that reads the pipe.
 
     Guarantees: :meth:`finish` returns the child's exact report (the counts of both its
@@ -94,16 +108,19 @@ class DeliveryProcess:
         *,
         on_progress: Callable[[DeliveryProgress], None] | None = None,
         on_wait: Callable[[str], None] | None = None,
+        on_enqueued: Callable[[int], None] | None = None,
     ) -> None:
         self._open = open_outbox
         self._build = build
         self._describe = describe
         self._on_progress = on_progress
         self._on_wait = on_wait
+        self._on_enqueued = on_enqueued
         self._process: Any = None
         self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
         self._outcome: tuple[Any, ...] | None = None
+        self._enqueue_error: DeliveryFailed | None = None
 
     def start(self) -> DeliveryProcess:
         """Fork the child; it starts delivering at once."""
@@ -138,6 +155,10 @@ class DeliveryProcess:
                 kind = message[0]
                 if kind == "progress" and self._on_progress is not None:
                     self._on_progress(message[1])
+                elif kind == "enqueued" and self._on_enqueued is not None:
+                    self._on_enqueued(message[1])
+                elif kind == "enqueue-error":
+                    self._enqueue_error = DeliveryFailed(message[1], message[2])
                 elif kind == "wait" and self._on_wait is not None:
                     self._on_wait(message[1])
                 elif kind in ("report", "error"):
@@ -145,6 +166,43 @@ class DeliveryProcess:
                     return
         except (EOFError, OSError):
             return
+
+    def enqueue(self, chunk: Sequence[Prepared], dedup_seconds: float = 0.0) -> None:
+        """Hand a chunk of events (each made by :func:`prepare`) to the child, which
+        stores it in one transaction, after every chunk handed before it (idempotently
+        with ``dedup_seconds``, as :meth:`~cdp_tiktok.delivery.outbox.Outbox.enqueue`).
+
+        Waits while the child is still reading the chunk before. Raises
+        :class:`DeliveryFailed` when an earlier chunk failed to enqueue in the child
+        (later chunks are dropped there) or the child has ended.
+        """
+        self._raise_enqueue_error()
+        try:
+            assert self._conn is not None
+            self._conn.send(("enqueue", list(chunk), dedup_seconds))
+        except (OSError, ValueError):  # the child is gone: its last words say why
+            raise self._ended_failure() from None
+
+    def _raise_enqueue_error(self) -> None:
+        if self._enqueue_error is not None:
+            raise self._enqueue_error
+
+    def _ended_failure(self) -> DeliveryFailed:
+        assert self._process is not None and self._reader is not None
+        self._reader.join(5.0)  # the child's last words, if it had any
+        if self._enqueue_error is not None:
+            return self._enqueue_error
+        outcome = self._outcome
+        if outcome is not None and outcome[0] == "error":
+            return DeliveryFailed(outcome[1], outcome[2])
+        self._process.join(5.0)
+        code = self._process.exitcode
+        return DeliveryFailed(
+            f"the delivery process ended without a report (exit status {code}); the "
+            "events it stored stay in the outbox (cdp-tiktok outbox drain sends them), and "
+            "running send again stores the rest (what is stored already is skipped)",
+            1,
+        )
 
     def _send(self, word: str) -> None:
         if self._conn is not None:
@@ -161,16 +219,14 @@ class DeliveryProcess:
         return self._outcome
 
     def finish(self) -> DeliveryReport:
-        """Tell the child the input ended; wait for it to drain the outbox; its report."""
+        """Tell the child the input ended; wait for it to enqueue what it was handed and
+        drain the outbox; its report. Raises :class:`DeliveryFailed` for a chunk that
+        failed to enqueue, a failure of delivery, or the child's unexpected end."""
         self._send("end")
         outcome = self._wait()
+        self._raise_enqueue_error()
         if outcome is None:
-            code = self._process.exitcode
-            raise DeliveryFailed(
-                f"the delivery process ended without a report (exit status {code}); the "
-                "events stay in the outbox: cdp-tiktok outbox drain sends them",
-                1,
-            )
+            raise self._ended_failure()
         if outcome[0] == "error":
             raise DeliveryFailed(outcome[1], outcome[2])
         report: DeliveryReport = outcome[1]
@@ -218,10 +274,18 @@ def _child_main(conn: Connection, parent_end: Connection, open_outbox: OpenOutbo
     ended, stop = threading.Event(), threading.Event()
     lock = threading.Lock()
 
+    writer = _ChunkWriter(open_outbox, describe)
+
     def listen() -> None:
         try:
-            while conn.recv() == "end":
-                ended.set()
+            while (message := conn.recv()) != "stop":
+                if message == "end":
+                    ended.set()
+                elif not writer.failed:  # after a failure, chunks are dropped
+                    _post(conn, lock, writer.write(message[1], message[2]))
+                    if writer.failed:
+                        stop.set()  # the command fails: delivery stops too
+                        ended.set()
         except (EOFError, OSError):
             pass
         stop.set()
@@ -240,6 +304,7 @@ def _child_main(conn: Connection, parent_end: Connection, open_outbox: OpenOutbo
                 report = merge_reports(report, final)
         finally:
             outbox.close()
+            writer.close()
     except BaseException as exc:
         message, code = describe(exc)
         _post(conn, lock, ("error", message, code))
@@ -247,3 +312,55 @@ def _child_main(conn: Connection, parent_end: Connection, open_outbox: OpenOutbo
         _post(conn, lock, ("report", report))
     finally:
         conn.close()
+
+
+def prepare(event: OutgoingEvent) -> Prepared:
+    """``event`` as :meth:`DeliveryProcess.enqueue` takes it, encoded as the outbox
+    stores it (:func:`~cdp_tiktok.delivery.outbox.encode_data`): an event that is not
+    JSON raises ``ValueError`` or ``TypeError`` here. Small and without containers, so
+    a chunk waiting to be handed over costs the garbage collector nothing."""
+    text, exact = encode_data_marked(event.data)
+    return event.key, text, exact
+
+
+def decode_prepared(text: str, exact: bool) -> dict[str, Any]:
+    """The ``data[]`` item :func:`prepare` encoded as ``text``, equal to the one it was
+    given (property-tested): orjson reads it where it reads it exactly (``exact``), the
+    standard library elsewhere (an integer beyond 64 bits, which orjson reads as a float)."""
+    value: dict[str, Any] = orjson.loads(text) if exact else _decode_exact(text)
+    return value
+
+
+_decode_exact = json.JSONDecoder().decode
+
+
+class _ChunkWriter:
+    """The child's enqueueing: its own outbox connection, opened at the first chunk."""
+
+    def __init__(self, open_outbox: OpenOutbox, describe: Describe) -> None:
+        self._open = open_outbox
+        self._describe = describe
+        self._outbox: Outbox | None = None
+        self.failed = False
+
+    def write(self, chunk: list[Prepared], dedup_seconds: float) -> tuple[Any, ...]:
+        """Enqueue one chunk; the message for the parent: the count skipped, or the error
+        (then :attr:`failed` is set)."""
+        try:
+            if self._outbox is None:
+                self._outbox = self._open()
+            events = [
+                OutgoingEvent(key, decode_prepared(text, exact)) for key, text, exact in chunk
+            ]
+            stored = self._outbox.enqueue(events, dedup_seconds=dedup_seconds)
+        except BaseException as exc:
+            self.failed = True
+            message, code = self._describe(exc)
+            return ("enqueue-error", message, code)
+        return ("enqueued", len(events) - len(stored))
+
+    def close(self) -> None:
+        """Close the connection (every chunk written is durable already)."""
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            outbox.close()

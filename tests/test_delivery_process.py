@@ -1,0 +1,175 @@
+"""The delivery process enqueues what the parent hands it, in order, then delivers it.
+
+Real parts: a forked child, real SQLite outbox files, the real loopback sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cdp_tiktok.delivery.outbox import Outbox, encode_data
+from cdp_tiktok.delivery.process import (
+    DeliveryFailed,
+    DeliveryProcess,
+    decode_prepared,
+    prepare,
+)
+from cdp_tiktok.delivery.runner import build_deliverer
+from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
+from cdp_tiktok.events import BatchKey, OutgoingEvent
+from cdp_tiktok.sandbox.server import SandboxServer
+from cdp_tiktok.settings import SANDBOX_ACCESS_TOKEN, SANDBOX_PIXEL_CODE, Secret, TikTokSettings
+
+KEY = BatchKey("TikTok", "web", SANDBOX_PIXEL_CODE, None)
+
+
+def _event(n: int) -> OutgoingEvent:
+    return OutgoingEvent(
+        KEY,
+        {
+            "event": "Purchase",
+            "event_time": 1_735_689_600 + n,
+            "event_id": f"order-{n:05d}",
+            "properties": {"value": n + 0.5, "currency": "EUR"},
+        },
+    )
+
+
+def _describe(exc: BaseException) -> tuple[str, int]:
+    return f"{type(exc).__name__}: {exc}", 3
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer() as server:
+        yield server
+
+
+def _process(
+    sandbox: SandboxServer, open_outbox: Any, skipped: list[int] | None = None
+) -> DeliveryProcess:
+    settings = TikTokSettings(
+        access_token=Secret(SANDBOX_ACCESS_TOKEN),
+        event_source_id=SANDBOX_PIXEL_CODE,
+        endpoint=sandbox.url,
+    )
+
+    def build(outbox: Outbox, on_wait: Any) -> Any:
+        return build_deliverer(outbox, settings, on_wait=on_wait)
+
+    return DeliveryProcess(
+        open_outbox,
+        build,
+        _describe,
+        on_enqueued=None if skipped is None else skipped.append,
+    ).start()
+
+
+def test_chunks_are_enqueued_in_order_deduplicated_and_delivered(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "outbox.db"
+    SQLiteOutbox(path).close()  # the parent creates the file before the child starts
+    skipped: list[int] = []
+    child = _process(sandbox, lambda: SQLiteOutbox(path), skipped)
+    first = [prepare(_event(n)) for n in range(300)]
+    child.enqueue(first, dedup_seconds=3600.0)
+    child.enqueue(first[:100], dedup_seconds=3600.0)  # pending or sent already: skipped
+    child.enqueue([prepare(_event(n)) for n in range(300, 350)], dedup_seconds=3600.0)
+    report = child.finish()
+    assert skipped == [0, 100, 0]
+    assert report.delivered == 350 and report.dead == 0
+    recorded = [e["data"]["event_id"] for e in sandbox.events()]
+    assert sorted(recorded) == [f"order-{n:05d}" for n in range(350)]
+    sent = {e["data"]["event_id"]: e["data"] for e in sandbox.events()}
+    assert sent["order-00007"] == _event(7).data  # stored and sent as the parent encoded it
+
+
+def test_a_chunk_that_cannot_be_enqueued_fails_the_run_and_later_chunks_are_dropped(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "outbox.db"
+    SQLiteOutbox(path).close()
+    opened: list[int] = []
+
+    def open_outbox() -> SQLiteOutbox:
+        opened.append(1)
+        # the second connection (the child's enqueueing one) cannot open: a directory
+        return SQLiteOutbox(path if len(opened) == 1 else tmp_path)
+
+    child = _process(sandbox, open_outbox)
+    child.enqueue([prepare(_event(0))])
+    with pytest.raises(DeliveryFailed) as failed:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the error arrives at the next hand-over
+            child.enqueue([prepare(_event(1))])
+            time.sleep(0.05)
+        child.finish()
+    assert failed.value.exit_code == 3
+    assert failed.value.message.startswith(f"StorageError: outbox {tmp_path}: unable to open")
+    child.stop()
+    outbox = SQLiteOutbox(path)
+    try:
+        assert outbox.stats().pending == 0  # nothing half-applied, nothing of later chunks
+    finally:
+        outbox.close()
+    assert sandbox.events() == []
+
+
+def test_a_child_that_dies_is_reported_at_the_next_hand_over(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "outbox.db"
+    SQLiteOutbox(path).close()
+    child = _process(sandbox, lambda: SQLiteOutbox(path))
+    child.enqueue([prepare(_event(n)) for n in range(10)])
+    pid = child._process.pid
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(DeliveryFailed) as failed:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            child.enqueue([prepare(_event(n)) for n in range(10, 1010)])
+        child.finish()
+    assert "ended without a report" in failed.value.message
+    assert f"exit status {-signal.SIGKILL}" in failed.value.message
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_what_the_child_decodes_is_what_the_parent_encoded(data: dict[str, Any]) -> None:
+    event = OutgoingEvent(KEY, data)
+    key, text, exact = prepare(event)
+    assert key == KEY
+    assert text == encode_data(data)
+    decoded = decode_prepared(text, exact)
+    assert decoded == json.loads(text) == data
+    # stored by the child, it is the text the outbox would have stored from the parent
+    assert json.loads(encode_data(decoded)) == json.loads(encode_data(data))
+
+
+def test_an_integer_beyond_64_bits_stays_an_integer() -> None:
+    _, text, exact = prepare(OutgoingEvent(KEY, {"event": "Purchase", "n": 2**70}))
+    assert not exact
+    assert decode_prepared(text, exact)["n"] == 2**70
