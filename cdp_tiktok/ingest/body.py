@@ -7,12 +7,13 @@ the ``reason`` label of the refusal metric) and a sentence that never quotes the
 from __future__ import annotations
 
 import json
-import sys
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
+from cdp_tiktok.jsonagree import loads_agreeing
+from cdp_tiktok.jsonagree import orjson_may_agree as orjson_may_agree  # re-exported
+from cdp_tiktok.jsonagree import too_deep as too_deep  # re-exported
 
 
 class Refusal(Exception):
@@ -93,46 +94,6 @@ def parse_json_exact(data: bytes) -> Any:
         raise Refusal(400, "malformed_json", f"malformed JSON: {exc}") from None
 
 
-# Digits map to "0", every other byte to " ": a run of 19 digits is then one substring.
-_DIGITS = bytes(ord("0") if 48 <= c <= 57 else ord(" ") for c in range(256))
-_LONG_DIGITS = b"0" * 19
-# The standard library's parser recurses once per level and gives up at the interpreter's
-# recursion limit less the caller's frames; this margin leaves room for the server's.
-_FRAME_MARGIN = 200
-
-
-def _nesting_limit() -> int:
-    return sys.getrecursionlimit() - _FRAME_MARGIN
-
-
-def orjson_may_agree(data: bytes) -> bool:
-    """Whether orjson's value of ``data``, if it reads one, is the standard library's
-    provided it is not nested :func:`too_deep`: false when ``data`` has a run of 19
-    digits (orjson reads an integer beyond 64 bits as a float; digits in strings count
-    too, erring on the side of the standard library)."""
-    return _LONG_DIGITS not in data.translate(_DIGITS)
-
-
-def too_deep(value: Any, data: bytes) -> bool:
-    """Whether ``value`` (read from ``data``) nests deeper than the standard library's
-    parser reads. Sure without a walk when ``data`` holds fewer brackets than its limit."""
-    limit = _nesting_limit()
-    if data.count(b"[") + data.count(b"{") < limit:
-        return False
-    level: list[Any] = [value]
-    depth = 0
-    while level:
-        depth += 1
-        if depth >= limit:
-            return True
-        inner: list[Any] = []
-        for container in level:
-            children = container.values() if type(container) is dict else container
-            inner.extend(c for c in children if type(c) is dict or type(c) is list)
-        level = inner
-    return False
-
-
 def parse_json(data: bytes) -> Any:
     """Exactly :func:`parse_json_exact`'s value or refusal, by orjson where it is sure to
     agree (see :func:`orjson_may_agree` and :func:`too_deep`). Anything else, and
@@ -147,15 +108,7 @@ def read_json(data: bytes) -> tuple[Any, bool]:
     surrogate (see :func:`lone_surrogate_at`): ``False`` when orjson read it, since
     orjson refuses every lone surrogate, escaped or raw; ``True`` when the standard
     library did (it keeps them)."""
-    if orjson_may_agree(data):
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            if type(value) not in (dict, list) or not too_deep(value, data):
-                return value, False
-    return parse_json_exact(data), True
+    return loads_agreeing(data, parse_json_exact)
 
 
 def _not_text(text: str) -> bool:
