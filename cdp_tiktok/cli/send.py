@@ -158,20 +158,14 @@ class _Enqueuer:
         stored = self._outbox.enqueue(events, dedup_seconds=self._dedup)
         self._summary.skipped += len(events) - len(stored)
 
-    def close(self) -> None:
-        """Nothing is left to wait for."""
-
-    def abandon(self) -> None:
-        """Nothing is left to stop."""
-
 
 class _ChildEnqueuer:
     """Hands chunks to the delivery process, which enqueues them in order on its own
     connection (:meth:`~cdp_tiktok.delivery.process.DeliveryProcess.enqueue`), off this
     process's GIL; the skipped counts come back through the process's ``on_enqueued``.
     Each event is encoded as soon as it is mapped (:meth:`prepare`). :meth:`put` raises
-    the child's enqueue failure; the child's ``finish`` (after :meth:`close`) waits
-    until every chunk is durably enqueued."""
+    the child's enqueue failure; the child's ``finish`` waits until every chunk is
+    durably enqueued, its ``stop`` drops what was not."""
 
     def __init__(self, child: Any, dedup_seconds: float) -> None:
         from cdp_tiktok.delivery.process import prepare
@@ -188,12 +182,6 @@ class _ChildEnqueuer:
         """Hand over a chunk (waits while the child still reads the one before)."""
         self._child.enqueue(events, self._dedup)
 
-    def close(self) -> None:
-        """Nothing to wait for here: the child's ``finish`` does."""
-
-    def abandon(self) -> None:
-        """Nothing to stop here: the child's ``stop`` does."""
-
 
 class _Writer(Protocol):
     """Where :func:`_map_into_outbox` hands its chunks: each event is made ready for it
@@ -202,10 +190,6 @@ class _Writer(Protocol):
     def prepare(self, event: OutgoingEvent) -> Any: ...
 
     def put(self, events: list[Any]) -> None: ...
-
-    def close(self) -> None: ...
-
-    def abandon(self) -> None: ...
 
 
 def _map_into_outbox(
@@ -244,35 +228,28 @@ def _map_into_outbox(
     if live:
         stream.on_idle = flush
     limit = settings.max_message_bytes
-    try:
-        for _line, item in iter_messages(stream, source, max_message_bytes=limit):
-            summary.messages += 1
-            if on_read is not None and summary.messages % PROGRESS_EVERY == 0:
-                on_read(summary)
-            if isinstance(item, Exception):
-                summary.invalid += 1
-                err.print(f"[red]invalid[/red] {item}", markup=True, highlight=False)
-                continue
-            events = host.process(item, validated=True)
-            if not events:
-                summary.without_event += 1
-            for event in events:
-                summary.count(event, max_age, now)
-            if writer is not None:
-                for event in events:
-                    if event.key.destination in deliverable:
-                        pending.append(writer.prepare(event))
-                    else:
-                        summary.undeliverable[event.key.destination] += 1
-                if len(pending) >= ENQUEUE_CHUNK or time.monotonic() - flushed_at >= linger:
-                    flush()
-        flush()
-    except BaseException:
+    for _line, item in iter_messages(stream, source, max_message_bytes=limit):
+        summary.messages += 1
+        if on_read is not None and summary.messages % PROGRESS_EVERY == 0:
+            on_read(summary)
+        if isinstance(item, Exception):
+            summary.invalid += 1
+            err.print(f"[red]invalid[/red] {item}", markup=True, highlight=False)
+            continue
+        events = host.process(item, validated=True)
+        if not events:
+            summary.without_event += 1
+        for event in events:
+            summary.count(event, max_age, now)
         if writer is not None:
-            writer.abandon()
-        raise
-    if writer is not None:
-        writer.close()
+            for event in events:
+                if event.key.destination in deliverable:
+                    pending.append(writer.prepare(event))
+                else:
+                    summary.undeliverable[event.key.destination] += 1
+            if len(pending) >= ENQUEUE_CHUNK or time.monotonic() - flushed_at >= linger:
+                flush()
+    flush()
     if on_read is not None:
         on_read(summary)
 

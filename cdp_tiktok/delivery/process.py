@@ -35,7 +35,7 @@ import multiprocessing
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -167,7 +167,7 @@ class DeliveryProcess:
         except (EOFError, OSError):
             return
 
-    def enqueue(self, chunk: Sequence[Prepared], dedup_seconds: float = 0.0) -> None:
+    def enqueue(self, chunk: list[Prepared], dedup_seconds: float = 0.0) -> None:
         """Hand a chunk of events (each made by :func:`prepare`) to the child, which
         stores it in one transaction, after every chunk handed before it (idempotently
         with ``dedup_seconds``, as :meth:`~cdp_tiktok.delivery.outbox.Outbox.enqueue`).
@@ -179,7 +179,7 @@ class DeliveryProcess:
         self._raise_enqueue_error()
         try:
             assert self._conn is not None
-            self._conn.send(("enqueue", list(chunk), dedup_seconds))
+            self._conn.send(("enqueue", chunk, dedup_seconds))
         except (OSError, ValueError):  # the child is gone: its last words say why
             raise self._ended_failure() from None
 
@@ -303,8 +303,10 @@ def _child_main(conn: Connection, parent_end: Connection, open_outbox: OpenOutbo
                 final = deliverer.run(drain=True, stop=stop, on_progress=progress)
                 report = merge_reports(report, final)
         finally:
-            outbox.close()
-            writer.close()
+            try:
+                outbox.close()
+            finally:
+                writer.close()
     except BaseException as exc:
         message, code = describe(exc)
         _post(conn, lock, ("error", message, code))
