@@ -80,7 +80,7 @@ def test_invalid_messages_are_reported_with_lines_and_exit_1() -> None:
     assert code == 1
     assert len(out.splitlines()) == 2
     assert "<stdin>:2: /event" in err and "<stdin>:3:" in err
-    assert "2 message(s): 2 event(s), 0 without event, 2 invalid" in err
+    assert "4 message(s): 2 event(s), 0 without event, 2 invalid" in err
 
 
 def test_messages_without_events_say_why(monkeypatch: pytest.MonkeyPatch) -> None:

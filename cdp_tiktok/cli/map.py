@@ -116,11 +116,11 @@ def map_command(
 
         limit = settings.max_message_bytes
         for line, item in iter_messages(file, source, max_message_bytes=limit):
+            counts["messages"] += 1  # every message read, the invalid ones too (as send)
             if isinstance(item, MessageError):
                 counts["invalid"] += 1
                 err.write(f"{item}\n")
                 continue
-            counts["messages"] += 1
             results.clear()
             routes = host.route(item)
             events = host.process(item, validated=True, routes=routes)
