@@ -10,11 +10,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cdp_tiktok.cli import main
 from cdp_tiktok.sandbox.server import SandboxServer
@@ -383,3 +386,30 @@ def test_the_reading_bar_names_a_unit_the_file_size_calls_for(
     from cdp_tiktok.cli.send import _share
 
     assert _share(position, size) == shown
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Purchase", "ViewContent", "Search"]),
+            st.lists(st.sampled_from(["email", "phone", "external_id", "ip"]), unique=True),
+        ),
+        max_size=30,
+    )
+)
+def test_the_summary_counts_events_by_name_and_match_key(
+    shapes: list[tuple[str, list[str]]],
+) -> None:
+    from cdp_tiktok.cli.send import IntakeSummary
+    from cdp_tiktok.events import BatchKey, OutgoingEvent
+
+    summary = IntakeSummary()
+    key = BatchKey("TikTok", "web", "PIXEL", None)
+    for name, keys in shapes:
+        data: dict[str, Any] = {"event": name, "event_time": 1_735_689_600}
+        if keys:
+            data["user"] = {k: ["0" * 64] for k in keys}
+        summary.count(OutgoingEvent(key, data), 7 * 86400.0, 1_735_689_600.0)
+    assert summary.events == len(shapes)
+    assert summary.by_event == Counter(name for name, _ in shapes)
+    assert summary.key_coverage == Counter(k for _, keys in shapes for k in keys)

@@ -73,8 +73,8 @@ class IntakeSummary:
     without_event: int = 0
     events: int = 0
     skipped: int = 0
-    by_event: Counter[str] = field(default_factory=Counter)
-    key_coverage: Counter[str] = field(default_factory=Counter)
+    # (event name, match-key names) -> events: one count per event, the tables from it
+    shapes: Counter[tuple[str, tuple[str, ...]]] = field(default_factory=Counter)
     old_events: int = 0
     undeliverable: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
@@ -84,8 +84,10 @@ class IntakeSummary:
     def observe(self, message: Any, result: MapResult) -> None:
         """Collect a mapping result's warnings, dropped match-key values (no raw values)
         and the sources of the regions national phone numbers were read with."""
-        self.warnings.update(result.warnings)
-        self.dropped_keys.update(result.dropped_keys)
+        if result.warnings:
+            self.warnings.update(result.warnings)
+        if result.dropped_keys:
+            self.dropped_keys.update(result.dropped_keys)
         if result.phone_regions:
             self.phone_regions.update(result.phone_regions)
 
@@ -93,13 +95,28 @@ class IntakeSummary:
         """Account one produced event."""
         self.events += 1
         data = event.data
-        self.by_event[str(data.get("event"))] += 1
-        user = data.get("user") or {}
-        for key in user:
-            self.key_coverage[key] += 1
+        user = data.get("user")
+        self.shapes[str(data.get("event")), tuple(user) if user else ()] += 1
         event_time = data.get("event_time")
         if isinstance(event_time, int) and now - event_time > max_age_seconds:
             self.old_events += 1
+
+    @property
+    def by_event(self) -> Counter[str]:
+        """Events by TikTok event name."""
+        counts: Counter[str] = Counter()
+        for (name, _), count in self.shapes.items():
+            counts[name] += count
+        return counts
+
+    @property
+    def key_coverage(self) -> Counter[str]:
+        """Events by match key they carry."""
+        counts: Counter[str] = Counter()
+        for (_, keys), count in self.shapes.items():
+            for key in keys:
+                counts[key] += count
+        return counts
 
 
 class _Available:
@@ -293,8 +310,9 @@ def _coverage_table(summary: IntakeSummary) -> Table:
     table.add_column("key")
     table.add_column("events", justify="right")
     table.add_column("share", justify="right")
+    coverage = summary.key_coverage
     for key in USER_KEYS:
-        count = summary.key_coverage.get(key, 0)
+        count = coverage.get(key, 0)
         if count:
             share = f"{100.0 * count / summary.events:.0f}%" if summary.events else "-"
             table.add_row(key, str(count), share)
