@@ -6,7 +6,8 @@ what the standard library accepts (lone surrogates, a byte order mark, numbers b
 double). :func:`loads_agreeing` takes orjson's value only where it cannot differ, and
 otherwise asks the standard library (through the caller's reader, which keeps the
 caller's refusals). Property-tested against the standard library
-(``tests/test_ingest_fastpaths.py``).
+(``tests/test_ingest_fastpaths.py``, ``tests/test_fastpaths_json.py``). Used by the
+intake's bodies and by the lines of ``map`` and ``send`` (:mod:`cdp_tiktok.jsonstream`).
 """
 
 from __future__ import annotations

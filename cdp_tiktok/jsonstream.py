@@ -34,6 +34,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
+from cdp_tiktok.jsonagree import orjson_may_agree, too_deep
 from cdp_tiktok.messages import (
     FieldError,
     MessageError,
@@ -59,10 +60,6 @@ _NUMBER_TAIL: Final = re.compile(r"[0-9.eE+-]*")
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _DECODER: Final = json.JSONDecoder()
-# orjson reads an integer beyond 64 bits as a float; json keeps it exact. Such an integer
-# has at least 19 digits in a row, which this table turns into a run of zeros.
-_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
-_LONG_DIGIT_RUN: Final = b"0" * 19
 
 
 class Readable(Protocol):
@@ -373,16 +370,20 @@ def _iter_values(scanner: _Scanner, limit: int) -> Iterator[_Item]:
 def _line_record(raw: bytes, line: int) -> _Item:
     """The record of one JSON Lines line (not blank, not over the limit).
 
-    orjson decodes the line when it yields exactly what :mod:`json` would: no run of 19
-    or more digits (a big integer), and anything orjson refuses (``NaN``, lone
-    surrogates, invalid UTF-8, deep nesting, 1e400, …) goes to :mod:`json`, which
-    decides and words the error, as before.
+    orjson decodes the line when it yields exactly what :mod:`json` would
+    (:func:`~cdp_tiktok.jsonagree.orjson_may_agree`: no run of 19 digits that may be a
+    big integer; not nested deeper than :mod:`json` reads); anything else, and anything
+    orjson refuses (``NaN``, lone surrogates, invalid UTF-8, 1e400, …), goes to
+    :mod:`json`, which decides and words the error, as before.
     """
-    if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
+    if orjson_may_agree(raw):
         try:
-            return (line, orjson.loads(raw), None)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
+        else:
+            if type(value) not in (dict, list) or not too_deep(value, raw):
+                return (line, value, None)
     return _json_line_record(raw, line)
 
 

@@ -61,7 +61,8 @@ splices = st.sampled_from(
     [b"\xff", b"\x00", b"\xef\xbb\xbf", b"\xed\xa0\x80", b'"', b"[", b"]", b"{", b"}",
      b",", b":", b"1" * 19, b"1" * 25, b"NaN", b"Infinity", b"-Infinity", b"1e400",
      b"-1e400", b"\\ud800", b"\\u00e9", b"\\", b"\t", b"\x0c", b"01", b"-0", b"1.", b".5",
-     b"true", b"nul", b" "]
+     b"true", b"nul", b" ", b"a" + b"1" * 20, b"1" * 20 + b"f", b"e" + b"1" * 20,
+     b"0." + b"1" * 22, b"1" * 21 + b"e5", b"1" * 20 + b"E-3", b'"' + b"9" * 20]
 )  # fmt: skip
 
 
@@ -92,6 +93,8 @@ def bodies(draw: st.DrawFn) -> bytes:
 @example(b'{"n": -9223372036854775809}')
 @example(b'"\\ud800"')
 @example(b"\xef\xbb\xbf{}")
+@example(b'{"h": "ab12345678901234567890cd", "n": 12345678901234567890}')
+@example(b"[0.12345678901234567890123, 12345678901234567890e5, -12345678901234567890]")
 def test_parse_json_equals_the_standard_library(data: bytes) -> None:
     assert outcome(parse_json, data) == outcome(parse_json_exact, data)
 
@@ -168,6 +171,7 @@ def test_the_fast_path_is_taken_for_ordinary_batches() -> None:
     wide = {"batch": [{"a": {"b": [{}]}} for _ in range(500)]}  # 1,500 brackets, depth 5
     assert not too_deep(wide, json.dumps(wide).encode())
     assert not orjson_may_agree(b"[18446744073709551616]")
+    assert not orjson_may_agree(b'{"n": 12345678901234567890}')
     assert parse_json(b"[18446744073709551616]") == [2**64]
     deep: Any = []
     for _ in range(950):

@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cdp_tiktok.jsonagree import loads_agreeing
 from cdp_tiktok.sandbox.state import EventStore
 from cdp_tiktok.tiktok.payload import PayloadProblem, validate_request
 
@@ -67,11 +66,6 @@ def _tiktok(code: int, message: str, request_id: str) -> Reply:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_exact(body: bytes) -> Any:
-    """The request body as TikTok reads it: strict JSON (no NaN or Infinity)."""
-    return json.loads(body, parse_constant=_reject_constant)
 
 
 def problem_reply(problem: PayloadProblem, request_id: str) -> Reply:
@@ -144,9 +138,7 @@ class TrackApi:
             store.count("throttled")
             return _tiktok(40100, "Too many requests. Please retry later.", request_id)
         try:
-            # the standard library's value and refusals (no NaN or Infinity), by orjson
-            # where it is sure to agree: a request of 1,000 events parses 4x faster
-            parsed, _ = loads_agreeing(body, _parse_exact)
+            parsed = json.loads(body, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             store.count("rejected_requests")
             return _tiktok(40000, "Request body is not valid JSON.", request_id)
