@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -60,16 +60,29 @@ def too_deep(value: Any, data: bytes) -> bool:
     return False
 
 
-def loads_agreeing(data: bytes, exact: Callable[[bytes], T]) -> tuple[Any | T, bool]:
-    """``exact(data)``'s value (``exact`` is the standard library's reading, raising the
-    caller's refusals), read by orjson where it is sure to agree; and whether ``exact``
-    read it (``False``: orjson did, so no string of it holds a lone surrogate)."""
+NOT_SURE: Final = object()
+"""What :func:`agreeing_value` gives when only the standard library can say."""
+
+
+def agreeing_value(data: bytes) -> Any:
+    """orjson's value of ``data`` where it is sure to be the standard library's (no
+    string of it then holds a lone surrogate: orjson refuses them); else
+    :data:`NOT_SURE`, and the standard library must read ``data``."""
     if orjson_may_agree(data):
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
-            pass
-        else:
-            if type(value) not in (dict, list) or not too_deep(value, data):
-                return value, False
+            return NOT_SURE
+        if type(value) not in (dict, list) or not too_deep(value, data):
+            return value
+    return NOT_SURE
+
+
+def loads_agreeing(data: bytes, exact: Callable[[bytes], T]) -> tuple[Any | T, bool]:
+    """``exact(data)``'s value (``exact`` is the standard library's reading, raising the
+    caller's refusals), read by orjson where it is sure to agree; and whether ``exact``
+    read it (``False``: orjson did, so no string of it holds a lone surrogate)."""
+    value = agreeing_value(data)
+    if value is not NOT_SURE:
+        return value, False
     return exact(data), True

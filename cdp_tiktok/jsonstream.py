@@ -32,9 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-import orjson
-
-from cdp_tiktok.jsonagree import orjson_may_agree, too_deep
+from cdp_tiktok.jsonagree import NOT_SURE, agreeing_value
 from cdp_tiktok.messages import (
     FieldError,
     MessageError,
@@ -371,20 +369,15 @@ def _line_record(raw: bytes, line: int) -> _Item:
     """The record of one JSON Lines line (not blank, not over the limit).
 
     orjson decodes the line when it yields exactly what :mod:`json` would
-    (:func:`~cdp_tiktok.jsonagree.orjson_may_agree`: no run of 19 digits that may be a
+    (:func:`~cdp_tiktok.jsonagree.agreeing_value`: no run of 19 digits, which may be a
     big integer; not nested deeper than :mod:`json` reads); anything else, and anything
     orjson refuses (``NaN``, lone surrogates, invalid UTF-8, 1e400, …), goes to
     :mod:`json`, which decides and words the error, as before.
     """
-    if orjson_may_agree(raw):
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            if type(value) not in (dict, list) or not too_deep(value, raw):
-                return (line, value, None)
-    return _json_line_record(raw, line)
+    value = agreeing_value(raw)
+    if value is NOT_SURE:
+        return _json_line_record(raw, line)
+    return (line, value, None)
 
 
 def _json_line_record(raw: bytes, line: int) -> _Item:
