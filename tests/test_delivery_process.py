@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,12 +101,15 @@ def test_a_chunk_that_cannot_be_enqueued_fails_the_run_and_later_chunks_are_drop
 ) -> None:
     path = tmp_path / "outbox.db"
     SQLiteOutbox(path).close()
-    opened: list[int] = []
+    attempts: list[int] = []
 
     def open_outbox() -> SQLiteOutbox:
-        opened.append(1)
-        # the second connection (the child's enqueueing one) cannot open: a directory
-        return SQLiteOutbox(path if len(opened) == 1 else tmp_path)
+        if threading.current_thread().name != "cdp-tiktok-deliver-listen":
+            return SQLiteOutbox(path)  # the delivery connection
+        attempts.append(1)
+        # The enqueueing connection fails to open at the first chunk (a directory is no
+        # database); a child that went on with later chunks would open it and store them.
+        return SQLiteOutbox(tmp_path if len(attempts) == 1 else path)
 
     child = _process(sandbox, open_outbox)
     child.enqueue([prepare(_event(0))])
