@@ -148,6 +148,42 @@ def test_a_child_that_dies_is_reported_at_the_next_hand_over(
     assert f"exit status {-signal.SIGKILL}" in failed.value.message
 
 
+def test_a_message_cut_short_stops_the_child_instead_of_hanging_it(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "outbox.db"
+    SQLiteOutbox(path).close()
+    child = _process(sandbox, lambda: SQLiteOutbox(path))
+    child.enqueue([prepare(_event(n)) for n in range(5)])
+    assert child._conn is not None
+    child._conn.send_bytes(b"\x80\x05garbage")  # what a write cut in the middle leaves
+    reports: list[Any] = []
+    finishing = threading.Thread(target=lambda: reports.append(child.finish()), daemon=True)
+    finishing.start()
+    finishing.join(60)
+    assert reports, "the child did not stop: it waits for a word it can no longer read"
+    (report,) = reports
+    assert report.dead == 0
+    outbox = SQLiteOutbox(path)
+    try:  # what it stored before is delivered or still there, never lost
+        assert report.delivered + outbox.stats().pending == 5
+    finally:
+        outbox.close()
+
+
+def test_ctrl_c_is_held_while_a_chunk_is_written() -> None:
+    from cdp_tiktok.delivery.process import _whole_message
+
+    held = False
+    with pytest.raises(KeyboardInterrupt):
+        with _whole_message():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # delivered now, it would interrupt here
+            held = True
+        time.sleep(5)  # raised once the write is done: before this sleep ends
+    assert held
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()

@@ -35,7 +35,7 @@ import multiprocessing
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -179,7 +179,8 @@ class DeliveryProcess:
         self._raise_enqueue_error()
         try:
             assert self._conn is not None
-            self._conn.send(("enqueue", chunk, dedup_seconds))
+            with _whole_message():
+                self._conn.send(("enqueue", chunk, dedup_seconds))
         except (OSError, ValueError):  # the child is gone: its last words say why
             raise self._ended_failure() from None
 
@@ -262,6 +263,21 @@ class _Cumulative:
         _post(self._conn, self._lock, ("progress", state))
 
 
+@contextlib.contextmanager
+def _whole_message() -> Iterator[None]:
+    """Hold off Ctrl-C (SIGINT) while a message is written, on the main thread: raised
+    in the middle of a large write, it would leave half a message in the pipe and the
+    child could read no word after it; it is raised as soon as the write is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _post(conn: Connection, lock: threading.Lock, message: tuple[Any, ...]) -> None:
     with lock, contextlib.suppress(OSError, ValueError):  # the parent is gone: EOF stops us
         conn.send(message)
@@ -286,8 +302,8 @@ def _child_main(conn: Connection, parent_end: Connection, open_outbox: OpenOutbo
                     if writer.failed:
                         stop.set()  # the command fails: delivery stops too
                         ended.set()
-        except (EOFError, OSError):
-            pass
+        except Exception:  # the pipe closed, or a message came cut short or garbled
+            pass  # either way the parent is gone or gave up: stop
         stop.set()
         ended.set()
 
