@@ -121,6 +121,10 @@ class DeliveryProcess:
         self._reader: threading.Thread | None = None
         self._outcome: tuple[Any, ...] | None = None
         self._enqueue_error: DeliveryFailed | None = None
+        # chunks handed over, chunks the child has stored; the reader notifies
+        self._ready = threading.Condition()
+        self._handed = self._stored = 0
+        self._listening = True
 
     def start(self) -> DeliveryProcess:
         """Fork the child; it starts delivering at once."""
@@ -155,10 +159,16 @@ class DeliveryProcess:
                 kind = message[0]
                 if kind == "progress" and self._on_progress is not None:
                     self._on_progress(message[1])
-                elif kind == "enqueued" and self._on_enqueued is not None:
-                    self._on_enqueued(message[1])
+                elif kind == "enqueued":
+                    if self._on_enqueued is not None:
+                        self._on_enqueued(message[1])
+                    with self._ready:
+                        self._stored += 1
+                        self._ready.notify()
                 elif kind == "enqueue-error":
-                    self._enqueue_error = DeliveryFailed(message[1], message[2])
+                    with self._ready:
+                        self._enqueue_error = DeliveryFailed(message[1], message[2])
+                        self._ready.notify()
                 elif kind == "wait" and self._on_wait is not None:
                     self._on_wait(message[1])
                 elif kind in ("report", "error"):
@@ -166,16 +176,25 @@ class DeliveryProcess:
                     return
         except (EOFError, OSError):
             return
+        finally:
+            with self._ready:
+                self._listening = False
+                self._ready.notify()
 
     def enqueue(self, chunk: list[Prepared], dedup_seconds: float = 0.0) -> None:
         """Hand a chunk of events (each made by :func:`prepare`) to the child, which
         stores it in one transaction, after every chunk handed before it (idempotently
         with ``dedup_seconds``, as :meth:`~cdp_tiktok.delivery.outbox.Outbox.enqueue`).
 
-        Waits while the child is still reading the chunk before. Raises
-        :class:`DeliveryFailed` when an earlier chunk failed to enqueue in the child
-        (later chunks are dropped there) or the child has ended.
+        Waits (Ctrl-C interrupts the wait) until the child has stored the chunk before,
+        so that it is reading when this one is written: the write is then quick, and
+        Ctrl-C is held only during it. Raises :class:`DeliveryFailed` when an earlier
+        chunk failed to enqueue in the child (later chunks are dropped there) or the
+        child has ended.
         """
+        with self._ready:
+            while self._stored < self._handed and self._enqueue_error is None and self._listening:
+                self._ready.wait(1.0)
         self._raise_enqueue_error()
         try:
             assert self._conn is not None
@@ -183,6 +202,7 @@ class DeliveryProcess:
                 self._conn.send(("enqueue", chunk, dedup_seconds))
         except (OSError, ValueError):  # the child is gone: its last words say why
             raise self._ended_failure() from None
+        self._handed += 1
 
     def _raise_enqueue_error(self) -> None:
         if self._enqueue_error is not None:
@@ -267,7 +287,8 @@ class _Cumulative:
 def _whole_message() -> Iterator[None]:
     """Hold off Ctrl-C (SIGINT) while a message is written, on the main thread: raised
     in the middle of a large write, it would leave half a message in the pipe and the
-    child could read no word after it; it is raised as soon as the write is done."""
+    child could read no word after it; it is raised as soon as the write is done (which
+    is quick: :meth:`DeliveryProcess.enqueue` writes only to a child that is reading)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
