@@ -9,16 +9,19 @@ acknowledged (unsettled leases expire; an idempotent re-run sends the rest).
 
 The child first streams (``run(drain=False)``) until the parent says the input ended,
 then drains (``run(drain=True)``) and reports. One pipe joins them. Parent to child, in
-order: ``("enqueue", [Prepared, ...], dedup_seconds)`` (one chunk, stored in
-one transaction), ``"end"`` (input ended: drain, then report) or ``"stop"`` (interrupted:
+order: ``("enqueue", [Prepared, ...], dedup_seconds)`` (one chunk, stored in one
+transaction), ``"end"`` (input ended: drain, then report) or ``"stop"`` (interrupted:
 finish the requests in flight, release the rest, report); the pipe closing, when the
 parent dies, means stop too. A chunk handed over before ``"end"`` is enqueued before the
-drain starts. Child to parent: ``("enqueued", skipped)`` per chunk, or once
-``("enqueue-error", message, exit_code)`` (then later chunks are dropped, never
-acknowledged, and delivery stops), ``("progress", DeliveryProgress)`` (cumulative over
-its runs), ``("wait", text)``, then exactly one ``("report", DeliveryReport)`` or
-``("error", message, exit_code)``: a failure described by the parent's ``describe`` (the
-command's ``Error:`` sentence), raised in the parent as :class:`DeliveryFailed`.
+drain starts. The parent writes a chunk only once the child has stored the one before,
+and holds Ctrl-C during that write, so no half message is left in the pipe (a message
+the child cannot read stops it all the same). Child to parent: ``("enqueued", skipped)``
+per chunk, or once ``("enqueue-error", message, exit_code)`` (then later chunks are
+dropped, never acknowledged, and delivery stops), ``("progress", DeliveryProgress)``
+(cumulative over its runs), ``("wait", text)``, then exactly one ``("report",
+DeliveryReport)`` or ``("error", message, exit_code)``: a failure described by the
+parent's ``describe`` (the command's ``Error:`` sentence), raised in the parent as
+:class:`DeliveryFailed`.
 
 The child is a fork (it inherits the host, its plugins and the settings as they are);
 it ignores SIGINT, because Ctrl-C reaches the whole process group and the parent decides
