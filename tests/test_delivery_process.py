@@ -56,6 +56,22 @@ def sandbox() -> Iterator[SandboxServer]:
         yield server
 
 
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """An outbox file, created as the parent creates it before the child starts."""
+    outbox = tmp_path / "outbox.db"
+    SQLiteOutbox(outbox).close()
+    return outbox
+
+
+def _pending(path: Path) -> int:
+    outbox = SQLiteOutbox(path)
+    try:
+        return outbox.stats().pending
+    finally:
+        outbox.close()
+
+
 def _process(
     sandbox: SandboxServer, open_outbox: Any, skipped: list[int] | None = None
 ) -> DeliveryProcess:
@@ -77,10 +93,8 @@ def _process(
 
 
 def test_chunks_are_enqueued_in_order_deduplicated_and_delivered(
-    sandbox: SandboxServer, tmp_path: Path
+    sandbox: SandboxServer, path: Path
 ) -> None:
-    path = tmp_path / "outbox.db"
-    SQLiteOutbox(path).close()  # the parent creates the file before the child starts
     skipped: list[int] = []
     child = _process(sandbox, lambda: SQLiteOutbox(path), skipped)
     first = [prepare(_event(n)) for n in range(300)]
@@ -97,10 +111,8 @@ def test_chunks_are_enqueued_in_order_deduplicated_and_delivered(
 
 
 def test_a_chunk_that_cannot_be_enqueued_fails_the_run_and_later_chunks_are_dropped(
-    sandbox: SandboxServer, tmp_path: Path
+    sandbox: SandboxServer, path: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "outbox.db"
-    SQLiteOutbox(path).close()
     attempts: list[int] = []
 
     def open_outbox() -> SQLiteOutbox:
@@ -122,19 +134,13 @@ def test_a_chunk_that_cannot_be_enqueued_fails_the_run_and_later_chunks_are_drop
     assert failed.value.exit_code == 3
     assert failed.value.message.startswith(f"StorageError: outbox {tmp_path}: unable to open")
     child.stop()
-    outbox = SQLiteOutbox(path)
-    try:
-        assert outbox.stats().pending == 0  # nothing half-applied, nothing of later chunks
-    finally:
-        outbox.close()
+    assert _pending(path) == 0  # nothing half-applied, nothing of later chunks
     assert sandbox.events() == []
 
 
 def test_a_child_that_dies_is_reported_at_the_next_hand_over(
-    sandbox: SandboxServer, tmp_path: Path
+    sandbox: SandboxServer, path: Path
 ) -> None:
-    path = tmp_path / "outbox.db"
-    SQLiteOutbox(path).close()
     child = _process(sandbox, lambda: SQLiteOutbox(path))
     child.enqueue([prepare(_event(n)) for n in range(10)])
     pid = child._process.pid
@@ -149,10 +155,8 @@ def test_a_child_that_dies_is_reported_at_the_next_hand_over(
 
 
 def test_a_message_cut_short_stops_the_child_instead_of_hanging_it(
-    sandbox: SandboxServer, tmp_path: Path
+    sandbox: SandboxServer, path: Path
 ) -> None:
-    path = tmp_path / "outbox.db"
-    SQLiteOutbox(path).close()
     child = _process(sandbox, lambda: SQLiteOutbox(path))
     child.enqueue([prepare(_event(n)) for n in range(5)])
     assert child._conn is not None
@@ -164,11 +168,8 @@ def test_a_message_cut_short_stops_the_child_instead_of_hanging_it(
     assert reports, "the child did not stop: it waits for a word it can no longer read"
     (report,) = reports
     assert report.dead == 0
-    outbox = SQLiteOutbox(path)
-    try:  # what it stored before is delivered or still there, never lost
-        assert report.delivered + outbox.stats().pending == 5
-    finally:
-        outbox.close()
+    # what it stored before is delivered or still there, never lost
+    assert report.delivered + _pending(path) == 5
 
 
 def test_ctrl_c_is_held_while_a_chunk_is_written() -> None:
