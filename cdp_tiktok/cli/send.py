@@ -196,7 +196,7 @@ class _ChildEnqueuer:
         return self._prepare(event)
 
     def put(self, events: list[Any]) -> None:
-        """Hand over a chunk (waits while the child still reads the one before)."""
+        """Hand over a chunk (waits until the child has stored the one before)."""
         self._child.enqueue(events, self._dedup)
 
 
