@@ -23,13 +23,12 @@ from hypothesis import strategies as st
 from cdp_tiktok.ingest.body import (
     Refusal,
     lone_surrogate_at,
-    orjson_may_agree,
     parse_json,
     parse_json_exact,
     read_json,
-    too_deep,
 )
 from cdp_tiktok.ingest.sizes import over_limit, over_limit_exact
+from cdp_tiktok.jsonagree import orjson_may_agree, too_deep
 
 
 def outcome(read: Any, data: bytes) -> tuple[Any, ...]:

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cdp_tiktok.jsonagree import loads_agreeing
-from cdp_tiktok.jsonagree import orjson_may_agree as orjson_may_agree  # re-exported
-from cdp_tiktok.jsonagree import too_deep as too_deep  # re-exported
 
 
 class Refusal(Exception):
@@ -96,7 +94,7 @@ def parse_json_exact(data: bytes) -> Any:
 
 def parse_json(data: bytes) -> Any:
     """Exactly :func:`parse_json_exact`'s value or refusal, by orjson where it is sure to
-    agree (see :func:`orjson_may_agree` and :func:`too_deep`). Anything else, and
+    agree (see :func:`~cdp_tiktok.jsonagree.agreeing_value`). Anything else, and
     anything orjson refuses (invalid UTF-8, a lone surrogate, a byte order mark, ``NaN``,
     a number beyond a double, ...), is read by :func:`parse_json_exact`, so refusals keep
     its wording."""
