@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from cdp_tiktok.identity_memo import LookupMemo
 from cdp_tiktok.matchkeys import LIST_KEYS, is_sha256_hex, sha256_hex
 from cdp_tiktok.storage import located, storage_error
 
@@ -43,6 +44,7 @@ MAX_LINKED_IDS: Final = 50
 #: Expired entries are purged every this many writes (and when a SQLite store opens).
 PURGE_EVERY: Final = 1000
 _ID_NAMESPACE = "cdp_tiktok.identity:"
+_NEVER: Final = float("inf")
 SETTING: Final = "the identity setting (--identity, CDP_TIKTOK_IDENTITY)"
 """What chooses the identity store file, for error messages."""
 
@@ -159,6 +161,7 @@ class MemoryIdentityStore:
         # node -> linked node -> last written
         self._links: dict[str, dict[str, float]] = {}
         self._writes = 0
+        self._memo = LookupMemo()
 
     def remember(
         self,
@@ -178,6 +181,7 @@ class MemoryIdentityStore:
                     entries[row] = at
             if len(nodes) == 2:
                 self._link(nodes[0], nodes[1], at)
+            self._memo.touch(nodes)
             self._writes += 1
             due = self._writes % PURGE_EVERY == 0
         if due:
@@ -196,6 +200,8 @@ class MemoryIdentityStore:
                         count += 1
                     if not entries:
                         del table[node]
+            if count:
+                self._memo.clear()
         return count
 
     def link(self, previous_id: str, user_id: str, now: float | None = None) -> None:
@@ -204,38 +210,51 @@ class MemoryIdentityStore:
         if len(nodes) == 2:
             with self._lock:
                 self._link(nodes[0], nodes[1], time.time() if now is None else now)
+                self._memo.touch(nodes)
 
     def _link(self, a: str, b: str, at: float) -> None:
         self._links.setdefault(a, {})[b] = at
         self._links.setdefault(b, {})[a] = at
 
-    def _component(self, start: list[str], since: float) -> list[str]:
+    def _component(self, start: list[str], since: float) -> tuple[list[str], float]:
+        """The ids linked to ``start`` by links written at or after ``since`` (at most
+        :data:`MAX_LINKED_IDS`), and the oldest such link of theirs (``inf``: none)."""
         seen = list(start)
         links = self._links
+        oldest = _NEVER
         for node in seen:
             linked = links.get(node)
             if not linked:
                 continue
             for other, at in linked.items():
-                if at >= since and other not in seen and len(seen) < MAX_LINKED_IDS:
-                    seen.append(other)
-        return seen
+                if at >= since:
+                    if at < oldest:
+                        oldest = at
+                    if other not in seen and len(seen) < MAX_LINKED_IDS:
+                        seen.append(other)
+        return seen, oldest
 
     def lookup(
         self, user_id: str | None, anonymous_id: str | None, now: float | None = None
     ) -> dict[str, list[str]]:
-        """See :meth:`IdentityStore.lookup`."""
+        """See :meth:`IdentityStore.lookup`; answered from a :class:`LookupMemo` while
+        nothing it read was written or expired (the answer is shared: read it only)."""
         since = (time.time() if now is None else now) - self._ttl
-        start = id_digests(user_id, anonymous_id)
+        ids = (user_id, anonymous_id)
         keys = self._keys
         rows: list[tuple[str, str]] = []
         with self._lock:
+            memo = self._memo
+            answer = memo.answer(ids, since)
+            if answer is not None:
+                return answer
+            start = id_digests(user_id, anonymous_id)
             # Most ids of a stream have no links (one device, never identified): no walk.
             links = self._links
-            nodes = start
+            nodes, oldest = start, _NEVER
             for node in start:
                 if node in links:
-                    nodes = self._component(start, since)
+                    nodes, oldest = self._component(start, since)
                     break
             for node in nodes:
                 entries = keys.get(node)
@@ -245,15 +264,23 @@ class MemoryIdentityStore:
                     ((row, at),) = entries.items()
                     if at >= since:
                         rows.append(row)
+                        if at < oldest:
+                            oldest = at
                     continue
                 fresh = sorted([(-at, row) for row, at in entries.items() if at >= since])
-                rows.extend([row for _, row in fresh])
-        return merge_rows(rows) if rows else {}
+                if fresh:
+                    rows.extend([row for _, row in fresh])
+                    if -fresh[-1][0] < oldest:
+                        oldest = -fresh[-1][0]
+            answer = merge_rows(rows) if rows else {}
+            memo.keep(ids, answer, nodes, since, oldest)
+        return answer
 
     def forget(self, user_id: str | None = None, anonymous_id: str | None = None) -> int:
         """See :meth:`IdentityStore.forget`."""
         with self._lock:
-            nodes = self._component(id_digests(user_id, anonymous_id), float("-inf"))
+            self._memo.clear()
+            nodes, _ = self._component(id_digests(user_id, anonymous_id), float("-inf"))
             count = 0
             for node in nodes:
                 count += len(self._keys.pop(node, {}))
@@ -268,6 +295,7 @@ class MemoryIdentityStore:
         with self._lock:
             self._keys.clear()
             self._links.clear()
+            self._memo.clear()
 
 
 # --- SQLite store -----------------------------------------------------------------------

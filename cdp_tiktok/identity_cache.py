@@ -51,6 +51,7 @@ from cdp_tiktok.identity import (
     id_digests,
     merge_rows,
 )
+from cdp_tiktok.identity_memo import LookupMemo
 
 FLUSH_EVERY: Final = 512
 """Buffered writes (remember/link calls) are written to the file at this count at the latest."""
@@ -62,6 +63,7 @@ known to have no rows, and a new person costs no SQL (until another connection c
 SYNC_SECONDS: Final = 1.0
 """A call this long after the last sync syncs first (bounds staleness and write delay)."""
 _EXIT_LOCK_SECONDS: Final = 10.0
+_NEVER: Final = float("inf")
 
 KeyRow = tuple[str, str, str, float]
 LinkRow = tuple[str, str, float]
@@ -117,6 +119,7 @@ class CachedIdentityStore:
         self._sync_seconds = sync_seconds
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
+        self._memo = LookupMemo()
         # Every id with a buffered write is in _nodes (so a lookup never misses one).
         self._pending_keys: dict[tuple[str, str, str], float] = {}
         self._pending_links: dict[tuple[str, str], float] = {}
@@ -167,6 +170,7 @@ class CachedIdentityStore:
                 entry.changed()
             if len(nodes) == 2:
                 self._link(nodes[0], nodes[1], at)
+            self._memo.touch(nodes)
             self._wrote()
 
     def link(self, previous_id: str, user_id: str, now: float | None = None) -> None:
@@ -179,6 +183,7 @@ class CachedIdentityStore:
             self._sync_if_due()
             self._load(nodes)
             self._link(nodes[0], nodes[1], at)
+            self._memo.touch(nodes)
             self._wrote()
 
     def _link(self, a: str, b: str, at: float) -> None:
@@ -229,12 +234,19 @@ class CachedIdentityStore:
     ) -> dict[str, list[str]]:
         """See :meth:`~cdp_tiktok.identity.IdentityStore.lookup`; equal to the uncached
         store's answer, including this connection's buffered writes and at least the
-        other connections' commits made before the last sync."""
+        other connections' commits made before the last sync. Answered from a
+        :class:`~cdp_tiktok.identity_memo.LookupMemo` while nothing it read changed (the
+        answer is shared: read it only)."""
         since = (time.time() if now is None else now) - self._ttl
-        seen = id_digests(user_id, anonymous_id)
+        ids = (user_id, anonymous_id)
         rows: list[tuple[str, str]] = []
         with self._lock:
             self._sync_if_due()
+            answer = self._memo.answer(ids, since)
+            if answer is not None:
+                return answer
+            seen = id_digests(user_id, anonymous_id)
+            oldest = _NEVER
             nodes = self._nodes
             index = 0
             while index < len(seen):  # the store's breadth-first walk, over the copy
@@ -242,16 +254,23 @@ class CachedIdentityStore:
                 if node not in nodes:
                     self._load(seen[index:])
                 for other, at in nodes[node].ordered_links():
-                    if at >= since and other not in seen and len(seen) < MAX_LINKED_IDS:
-                        seen.append(other)
+                    if at >= since:
+                        if at < oldest:
+                            oldest = at
+                        if other not in seen and len(seen) < MAX_LINKED_IDS:
+                            seen.append(other)
                 index += 1
             for node in seen:
                 for at, key, value in nodes[node].ordered_keys():
                     if at < since:
                         break
                     rows.append((key, value))
+                    if at < oldest:
+                        oldest = at
+            answer = merge_rows(rows)
+            self._memo.keep(ids, answer, seen, since, oldest)
             self._bound()
-        return merge_rows(rows)
+        return answer
 
     def _load(self, nodes: Sequence[str]) -> None:
         missing = [node for node in dict.fromkeys(nodes) if node not in self._nodes]
@@ -278,6 +297,7 @@ class CachedIdentityStore:
     def _drop(self) -> None:
         """Forget the copy (nothing may be buffered): later ids are read from the file."""
         self._nodes.clear()
+        self._memo.clear()
         self._complete = False
 
     def _bound(self) -> None:
@@ -287,6 +307,7 @@ class CachedIdentityStore:
 
     def _purge(self, now: float) -> int:
         """The store's purge, and the same deletion in the copy (which stays exact)."""
+        self._memo.clear()  # purges are rare (every PURGE_EVERY writes)
         count = self._store.purge(now)
         since = now - self._ttl
         for entry in self._nodes.values():
