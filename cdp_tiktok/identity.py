@@ -138,13 +138,20 @@ def enrich_user(
     in :data:`STORED_KEYS` order. A key present on the event (non-empty) always wins.
     """
     enriched = dict(user)
+    return enriched, fill_user(enriched, stored)
+
+
+def fill_user(user: dict[str, Any], stored: Mapping[str, list[str]]) -> list[str]:
+    """:func:`enrich_user` in place: fill ``user``'s missing (absent or empty) ``email``,
+    ``phone``, ``external_id`` with copies of ``stored``'s lists (``stored`` is never
+    shared with ``user``); return the keys filled, in :data:`STORED_KEYS` order."""
     filled: list[str] = []
     for key in STORED_KEYS:
         values = stored.get(key)
         if values and not user.get(key):
-            enriched[key] = list(values)
+            user[key] = list(values)
             filled.append(key)
-    return enriched, filled
+    return filled
 
 
 # --- in-memory store --------------------------------------------------------------------

@@ -21,7 +21,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
 from cdp_tiktok.events import BatchKey, MapResult, OutgoingEvent
-from cdp_tiktok.identity import enrich_user
+from cdp_tiktok.identity import fill_user
 from cdp_tiktok.mapping.builder import Node, SpecCompiler, field_of
 from cdp_tiktok.mapping.codegen import object_builder
 from cdp_tiktok.mapping.coerce import applies, coercer_for, required_fields
@@ -390,40 +390,34 @@ class MappingSet:
         explain: bool,
     ) -> None:
         events = result.events
-        missing = [index for index, event in enumerate(events) if _lacks_stored(event.data)]
-        if not missing:
-            return
-        stored = stored_keys() if callable(stored_keys) else stored_keys
-        if not stored:
-            return
-        for index in missing:
-            event = events[index]
-            # enrich_user copies the stored lists it uses (list(values)): events never
-            # share one, and it only reads them
-            user, filled = enrich_user(
-                event.data.get("user", {}), cast(Mapping[str, list[str]], stored)
-            )
-            if not filled:
+        stored: StoredKeys | None = None
+        for index, event in enumerate(events):
+            data = event.data
+            user = data.get("user")
+            if user is not None and "email" in user and "phone" in user and "external_id" in user:
                 continue
-            data = _with_user(event.data, user)
-            events[index] = OutgoingEvent(event.key, data, event.rule)
-            if explain:
+            if stored is None:
+                stored = stored_keys() if callable(stored_keys) else stored_keys
+                if not stored:
+                    return
+            keys = cast(Mapping[str, list[str]], stored)
+            if user is not None:
+                # this message's own event: its user object is changed in place
+                filled = fill_user(user, keys)
+            else:
+                user = {}
+                filled = fill_user(user, keys)
+                if filled:
+                    events[index] = OutgoingEvent(event.key, _with_user(data, user), event.rule)
+            if filled and explain:
                 result.explain.append(
                     f"rule {event.rule!r}: {', '.join(filled)} filled from the identity store"
                 )
 
 
-def _lacks_stored(data: Mapping[str, Any]) -> bool:
-    """Whether the event lacks one of the keys the identity store can fill."""
-    user = data.get("user")
-    return user is None or "email" not in user or "phone" not in user or "external_id" not in user
-
-
 def _with_user(data: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with ``user`` in its place of the output order (``data``'s keys are in
-    that order, as :meth:`MappingSet._build` makes them)."""
-    if "user" in data:  # replaced in place: the order stays
-        return {**data, "user": user}
+    """``data`` (which has no ``user``) with ``user`` in its place of the output order
+    (``data``'s keys are in that order, as :meth:`MappingSet._build` makes them)."""
     merged = {**data, "user": user}
     return {key: merged[key] for key in _EVENT_KEYS if key in merged}
 
