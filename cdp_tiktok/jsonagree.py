@@ -20,9 +20,17 @@ import orjson
 
 T = TypeVar("T")
 
-# Digits map to "0", every other byte to " ": a run of 19 digits is then one substring.
-_DIGITS = bytes(ord("0") if 48 <= c <= 57 else ord(" ") for c in range(256))
+# A number token's integer part follows a "[", "," or ":" (or whitespace, or the start),
+# then perhaps a "-". Digits map to "0", those four and the four whitespace bytes to ":",
+# "-" to itself, every other byte (quotes, letters, ".") to "x": a number token of 19 or
+# more integer digits is then one of two substrings; digits in strings (hex digests, user
+# agents) follow a quote or a letter and do not count.
+_CLASSES = bytes(
+    ord("0") if 48 <= c <= 57 else ord(":") if c in b"[,: \t\n\r" else c if c == 45 else ord("x")
+    for c in range(256)
+)
 _LONG_DIGITS = b"0" * 19
+_LONG_NUMBERS = (b":" + _LONG_DIGITS, b":-" + _LONG_DIGITS)
 # The standard library's parser recurses once per level and gives up at the interpreter's
 # recursion limit less the caller's frames; this margin leaves room for the server's.
 _FRAME_MARGIN = 200
@@ -34,10 +42,17 @@ def _nesting_limit() -> int:
 
 def orjson_may_agree(data: bytes) -> bool:
     """Whether orjson's value of ``data``, if it reads one, is the standard library's
-    provided it is not nested :func:`too_deep`: false when ``data`` has a run of 19
-    digits (orjson reads an integer beyond 64 bits as a float; digits in strings count
-    too, erring on the side of the standard library)."""
-    return _LONG_DIGITS not in data.translate(_DIGITS)
+    provided it is not nested :func:`too_deep`: false when ``data`` has a number token
+    with 19 or more integer digits (orjson reads an integer beyond 64 bits as a float;
+    a run of digits after a space in a string counts too, erring on the side of the
+    standard library)."""
+    classes = data.translate(_CLASSES)
+    return not (
+        _LONG_NUMBERS[0] in classes
+        or _LONG_NUMBERS[1] in classes
+        or classes.startswith(_LONG_DIGITS)
+        or classes.startswith(b"-" + _LONG_DIGITS)
+    )
 
 
 def too_deep(value: Any, data: bytes) -> bool:
@@ -55,7 +70,7 @@ def too_deep(value: Any, data: bytes) -> bool:
         inner: list[Any] = []
         for container in level:
             children = container.values() if type(container) is dict else container
-            inner.extend(c for c in children if type(c) is dict or type(c) is list)
+            inner += [c for c in children if type(c) is dict or type(c) is list]
         level = inner
     return False
 

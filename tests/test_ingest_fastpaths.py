@@ -171,6 +171,13 @@ def test_the_fast_path_is_taken_for_ordinary_batches() -> None:
     assert not too_deep(wide, json.dumps(wide).encode())
     assert not orjson_may_agree(b"[18446744073709551616]")
     assert not orjson_may_agree(b'{"n": 12345678901234567890}')
+    assert not orjson_may_agree(b"-12345678901234567890")  # a number at the very start
+    # digits in strings do not count: a hex digest of 19 digits in a row, a long fraction
+    digest = "5" * 20 + "f" * 44
+    assert orjson_may_agree(
+        json.dumps({"anonymousId": digest, "v": 0.12345678901234567890}).encode()
+    )
+    assert parse_json(json.dumps({"h": digest}).encode()) == {"h": digest}
     assert parse_json(b"[18446744073709551616]") == [2**64]
     deep: Any = []
     for _ in range(950):
