@@ -18,13 +18,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdp_tiktok.delivery.outbox import Outbox, encode_data
-from cdp_tiktok.delivery.process import (
-    DeliveryFailed,
-    DeliveryProcess,
-    decode_prepared,
-    prepare,
-)
+from cdp_tiktok.delivery.memory_outbox import MemoryOutbox
+from cdp_tiktok.delivery.outbox import Outbox, StoredEvent, encode_data, stored_event
+from cdp_tiktok.delivery.process import DeliveryFailed, DeliveryProcess, prepare
 from cdp_tiktok.delivery.runner import build_deliverer
 from cdp_tiktok.delivery.sqlite_outbox import SQLiteOutbox
 from cdp_tiktok.events import BatchKey, OutgoingEvent
@@ -198,19 +194,43 @@ json_values = st.recursive(
 )
 
 
-@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
-def test_what_the_child_decodes_is_what_the_parent_encoded(data: dict[str, Any]) -> None:
-    event = OutgoingEvent(KEY, data)
-    key, text, exact = prepare(event)
-    assert key == KEY
-    assert text == encode_data(data)
-    decoded = decode_prepared(text, exact)
-    assert decoded == json.loads(text) == data
-    # stored by the child, it is the text the outbox would have stored from the parent
-    assert json.loads(encode_data(decoded)) == json.loads(encode_data(data))
+event_ids = st.none() | st.integers() | st.sampled_from(["", "order-1", "order-2"])
 
 
-def test_an_integer_beyond_64_bits_stays_an_integer() -> None:
-    _, text, exact = prepare(OutgoingEvent(KEY, {"event": "Purchase", "n": 2**70}))
-    assert not exact
-    assert decode_prepared(text, exact)["n"] == 2**70
+@given(
+    st.dictionaries(st.text(max_size=8), json_values, max_size=6),
+    event_ids,
+    st.sampled_from([KEY, BatchKey("TikTok EU", "web", SANDBOX_PIXEL_CODE, "TEST1")]),
+)
+def test_an_outbox_stores_a_stored_event_as_the_event_it_was_made_from(
+    data: dict[str, Any], event_id: Any, key: BatchKey
+) -> None:
+    if event_id is not None:
+        data = {**data, "event": "Purchase", "event_id": event_id}
+    event = OutgoingEvent(key, data)
+    stored = stored_event(event)
+    assert prepare(event) == (stored.key, stored.data_json, stored.event_id, stored.identity)
+    assert stored.data_json == encode_data(data) and json.loads(stored.data_json) == data
+    for made in (event, StoredEvent(*prepare(event))):  # the second as the child makes it
+        outbox = MemoryOutbox()
+        assert len(outbox.enqueue([made], dedup_seconds=3600.0)) == 1
+        # idempotent enqueue compares the same identity: an event with an id is skipped
+        again = outbox.enqueue([made], dedup_seconds=3600.0)
+        assert len(again) == (0 if isinstance(event.event_id, str) and event.event_id else 1)
+        record = outbox.claim("w", 10, 60.0, key=key)[0]
+        assert (record.key, record.data_json, record.event_id) == (
+            key,
+            encode_data(data),
+            event.event_id,
+        )
+
+
+def test_an_integer_beyond_64_bits_is_stored_exactly(path: Path) -> None:
+    big = OutgoingEvent(KEY, {"event": "Purchase", "event_id": "big", "n": 2**70})
+    outbox = SQLiteOutbox(path)
+    try:
+        outbox.enqueue([StoredEvent(*prepare(big))])
+        (record,) = outbox.claim("w", 10, 60.0)
+    finally:
+        outbox.close()
+    assert record.data["n"] == 2**70 and record.event_id == "big"

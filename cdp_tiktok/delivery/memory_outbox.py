@@ -20,6 +20,7 @@ from cdp_tiktok.delivery.outbox import (
     OutboxRecord,
     OutboxStats,
     StatusBuilder,
+    StoredEvent,
     dedup_identity,
     event_fields,
     without_known,
@@ -94,7 +95,7 @@ class MemoryOutbox:
 
     def enqueue(
         self,
-        events: Sequence[OutgoingEvent | EncodedEvent],
+        events: Sequence[OutgoingEvent | EncodedEvent | StoredEvent],
         *,
         now: float | None = None,
         dedup_seconds: float = 0.0,

@@ -135,9 +135,11 @@ def without_known(rows: Sequence[R], identities: Sequence[str | None], known: se
     return fresh
 
 
-def dedup_identity(event: OutgoingEvent | EncodedEvent) -> str | None:
+def dedup_identity(event: OutgoingEvent | EncodedEvent | StoredEvent) -> str | None:
     """The identity that idempotent enqueue compares: destination, event_source_id, event
     name and event_id, joined; ``None`` for an event without event_id (never skipped)."""
+    if isinstance(event, StoredEvent):
+        return event.identity
     if isinstance(event, EncodedEvent):
         value = _decode(event.data_json)
         name, event_id = value.get("event"), value.get("event_id")
@@ -214,12 +216,38 @@ class EncodedEvent:
     data_json: str
 
 
-def event_fields(event: OutgoingEvent | EncodedEvent) -> tuple[str, str | None]:
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An outgoing event already in the form every outbox stores it; made by
+    :func:`stored_event` only.
+
+    ``data_json`` is :func:`encode_data` of the event's data, ``event_id`` and
+    ``identity`` (:func:`dedup_identity`) are read from that data. An outbox stores it
+    exactly as it would store the :class:`~cdp_tiktok.events.OutgoingEvent` it was made
+    from, without decoding, encoding or checking it again: an event is encoded once even
+    when it is mapped in one process and enqueued in another (``cdp-tiktok send``).
+    """
+
+    key: BatchKey
+    data_json: str
+    event_id: str | None
+    identity: str | None
+
+
+def stored_event(event: OutgoingEvent) -> StoredEvent:
+    """``event`` as every outbox stores it; raises as :func:`encode_data` does (an event
+    that is not JSON fails here, not at enqueue)."""
+    return StoredEvent(event.key, encode_data(event.data), event.event_id, dedup_identity(event))
+
+
+def event_fields(event: OutgoingEvent | EncodedEvent | StoredEvent) -> tuple[str, str | None]:
     """The stored text and ``event_id`` of ``event``, checked (the memory outbox's way).
 
     Raises ``ValueError`` when an encoded event is not one JSON object (NaN and
     Infinity included) and as :func:`encode_data` does for a dict.
     """
+    if isinstance(event, StoredEvent):
+        return event.data_json, event.event_id
     if isinstance(event, EncodedEvent):
         try:
             value = json.loads(event.data_json, parse_constant=_no_constant)
@@ -247,20 +275,13 @@ def encode_data(data: Mapping[str, Any]) -> str:
     infinity), is encoded by :mod:`json`, which refuses the same values with the same
     errors, and writes the rest (integers beyond 64 bits, non-string keys) as before.
     """
-    return encode_data_marked(data)[0]
-
-
-def encode_data_marked(data: Mapping[str, Any]) -> tuple[str, bool]:
-    """:func:`encode_data`'s text, and whether orjson could encode ``data``: then every
-    value is one orjson reads back exactly (no integer beyond 64 bits), whichever
-    library wrote the text."""
     try:
         text = _fast(data, option=_FAST_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: unsupported type, big integer, key, depth
-        return _encode(data), False
+        return _encode(data)
     if b"null" in text:  # NaN and infinity become null in orjson: let json decide
-        return _encode(data), True
-    return text.decode(), True
+        return _encode(data)
+    return text.decode()
 
 
 _encode = json.JSONEncoder(
@@ -319,7 +340,7 @@ class Outbox(Protocol):
 
     def enqueue(
         self,
-        events: Sequence[OutgoingEvent | EncodedEvent],
+        events: Sequence[OutgoingEvent | EncodedEvent | StoredEvent],
         *,
         now: float | None = None,
         dedup_seconds: float = 0.0,

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import multiprocessing
 import signal
 import threading
@@ -42,9 +41,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from cdp_tiktok.delivery.outbox import encode_data_marked
+from cdp_tiktok.delivery.outbox import StoredEvent, stored_event
 from cdp_tiktok.delivery.worker import DeliveryProgress, DeliveryReport
 from cdp_tiktok.events import BatchKey, OutgoingEvent
 
@@ -53,9 +50,9 @@ if TYPE_CHECKING:
     from cdp_tiktok.delivery.worker import Deliverer
 
 OpenOutbox = Callable[[], "Outbox"]
-Prepared = tuple[BatchKey, str, bool]
-"""An event as :meth:`DeliveryProcess.enqueue` takes it (made by :func:`prepare`): its
-key, its stored text, whether orjson reads that text back exactly."""
+Prepared = tuple[BatchKey, str, str | None, str | None]
+"""An event as :meth:`DeliveryProcess.enqueue` takes it (made by :func:`prepare`): the
+fields of a :class:`~cdp_tiktok.delivery.outbox.StoredEvent`."""
 BuildDeliverer = Callable[["Outbox", Callable[[str], None]], "Deliverer"]
 Describe = Callable[[BaseException], tuple[str, int]]
 
@@ -357,23 +354,13 @@ def _child_main(conn: Connection, parent_end: Connection, open_outbox: OpenOutbo
 
 
 def prepare(event: OutgoingEvent) -> Prepared:
-    """``event`` as :meth:`DeliveryProcess.enqueue` takes it, encoded as the outbox
-    stores it (:func:`~cdp_tiktok.delivery.outbox.encode_data`): an event that is not
-    JSON raises ``ValueError`` or ``TypeError`` here. Small and without containers, so
-    a chunk waiting to be handed over costs the garbage collector nothing."""
-    text, exact = encode_data_marked(event.data)
-    return event.key, text, exact
-
-
-def decode_prepared(text: str, exact: bool) -> dict[str, Any]:
-    """The ``data[]`` item :func:`prepare` encoded as ``text``, equal to the one it was
-    given (property-tested): orjson reads it where it reads it exactly (``exact``), the
-    standard library elsewhere (an integer beyond 64 bits, which orjson reads as a float)."""
-    value: dict[str, Any] = orjson.loads(text) if exact else _decode_exact(text)
-    return value
-
-
-_decode_exact = json.JSONDecoder().decode
+    """``event`` as :meth:`DeliveryProcess.enqueue` takes it: the fields of its
+    :func:`~cdp_tiktok.delivery.outbox.stored_event` (encoded as the outbox stores it,
+    so an event that is not JSON raises ``ValueError`` or ``TypeError`` here, and the
+    child stores the text without decoding it). Small and without containers, so a chunk
+    waiting to be handed over costs the garbage collector nothing."""
+    stored = stored_event(event)
+    return stored.key, stored.data_json, stored.event_id, stored.identity
 
 
 class _ChunkWriter:
@@ -391,9 +378,7 @@ class _ChunkWriter:
         try:
             if self._outbox is None:
                 self._outbox = self._open()
-            events = [
-                OutgoingEvent(key, decode_prepared(text, exact)) for key, text, exact in chunk
-            ]
+            events = [StoredEvent(*fields) for fields in chunk]
             stored = self._outbox.enqueue(events, dedup_seconds=dedup_seconds)
         except BaseException as exc:
             self.failed = True

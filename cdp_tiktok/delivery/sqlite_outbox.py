@@ -35,6 +35,7 @@ from cdp_tiktok.delivery.outbox import (
     OutboxRecord,
     OutboxStats,
     StatusBuilder,
+    StoredEvent,
     dedup_identity,
     event_fields,
     without_known,
@@ -186,7 +187,7 @@ def _records(rows: list[Any]) -> list[OutboxRecord]:
     return records
 
 
-def _insert_row(event: OutgoingEvent | EncodedEvent, at: float) -> tuple[Any, ...]:
+def _insert_row(event: OutgoingEvent | EncodedEvent | StoredEvent, at: float) -> tuple[Any, ...]:
     """The values of one :data:`_INSERT`: an encoded event is checked by SQLite."""
     key = event.key
     head = (key.destination, key.event_source, key.event_source_id, key.test_event_code)
@@ -196,7 +197,7 @@ def _insert_row(event: OutgoingEvent | EncodedEvent, at: float) -> tuple[Any, ..
     return (*head, event_id, data, at, False, dedup_identity(event))
 
 
-def _plain_row(event: OutgoingEvent | EncodedEvent, at: float) -> tuple[Any, ...]:
+def _plain_row(event: OutgoingEvent | EncodedEvent | StoredEvent, at: float) -> tuple[Any, ...]:
     """The values of one :data:`_PLAIN_ROW` and (at index 5) the event's text, encoded
     (or checked) here; the identity of idempotent enqueue last."""
     key = event.key
@@ -238,7 +239,7 @@ def _insert_plain(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> rang
     return ids
 
 
-def _not_an_object(events: Sequence[OutgoingEvent | EncodedEvent]) -> str:
+def _not_an_object(events: Sequence[OutgoingEvent | EncodedEvent | StoredEvent]) -> str:
     """Which encoded event failed SQLite's check (the rare path, so checked in Python)."""
     for position, event in enumerate(events):
         if isinstance(event, EncodedEvent):
@@ -357,7 +358,7 @@ class SQLiteOutbox:
 
     def enqueue(
         self,
-        events: Sequence[OutgoingEvent | EncodedEvent],
+        events: Sequence[OutgoingEvent | EncodedEvent | StoredEvent],
         *,
         now: float | None = None,
         dedup_seconds: float = 0.0,
