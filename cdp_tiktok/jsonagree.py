@@ -57,9 +57,10 @@ def orjson_may_agree(data: bytes) -> bool:
 
 def too_deep(value: Any, data: bytes) -> bool:
     """Whether ``value`` (read from ``data``) nests deeper than the standard library's
-    parser reads. Sure without a walk when ``data`` holds fewer brackets than its limit."""
+    parser reads. Sure without a walk when ``data`` is shorter than twice its limit (each
+    level takes an opening and a closing bracket) or holds fewer brackets than it."""
     limit = _nesting_limit()
-    if data.count(b"[") + data.count(b"{") < limit:
+    if len(data) < 2 * limit or data.count(b"[") + data.count(b"{") < limit:
         return False
     level: list[Any] = [value]
     depth = 0
