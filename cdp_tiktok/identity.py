@@ -169,6 +169,8 @@ class MemoryIdentityStore:
         self._links: dict[str, dict[str, float]] = {}
         self._writes = 0
         self._memo = LookupMemo()
+        # no entry or link was written before this (a bound): purge skips its scan
+        self._oldest = _NEVER
 
     def remember(
         self,
@@ -188,6 +190,8 @@ class MemoryIdentityStore:
                     entries[row] = at
             if len(nodes) == 2:
                 self._link(nodes[0], nodes[1], at)
+            if at < self._oldest:
+                self._oldest = at
             self._memo.touch(nodes)
             self._writes += 1
             due = self._writes % PURGE_EVERY == 0
@@ -195,10 +199,15 @@ class MemoryIdentityStore:
             self.purge(at)
 
     def purge(self, now: float | None = None) -> int:
-        """Delete expired entries and links; return how many were deleted."""
+        """Delete expired entries and links; return how many were deleted. Without a
+        look at each entry when none can have expired (nothing written before ``since``):
+        the periodic purge of a store that only grows costs nothing."""
         since = (time.time() if now is None else now) - self._ttl
         count = 0
         with self._lock:
+            if since <= self._oldest:
+                return 0
+            oldest = _NEVER
             for table in (self._keys, self._links):
                 for node in list(table):
                     entries: dict[Any, float] = table[node]
@@ -207,6 +216,9 @@ class MemoryIdentityStore:
                         count += 1
                     if not entries:
                         del table[node]
+                    elif (first := min(entries.values())) < oldest:
+                        oldest = first
+            self._oldest = oldest
             if count:
                 self._memo.clear()
         return count
@@ -215,8 +227,11 @@ class MemoryIdentityStore:
         """See :meth:`IdentityStore.link`."""
         nodes = id_digests(previous_id, user_id)
         if len(nodes) == 2:
+            at = time.time() if now is None else now
             with self._lock:
-                self._link(nodes[0], nodes[1], time.time() if now is None else now)
+                self._link(nodes[0], nodes[1], at)
+                if at < self._oldest:
+                    self._oldest = at
                 self._memo.touch(nodes)
 
     def _link(self, a: str, b: str, at: float) -> None:

@@ -129,6 +129,8 @@ class CachedIdentityStore:
         self._synced_at = time.monotonic()
         # True while the copy holds every row of the file: a missing id has none.
         self._complete = False
+        # no row of the copy was written before this (a bound): a purge skips its scan
+        self._oldest = _NEVER
         preloaded = store.all_rows(preload_rows)
         if preloaded is not None:
             self._add_rows(self._nodes, preloaded)
@@ -168,6 +170,8 @@ class CachedIdentityStore:
                     entry.keys[key, value] = at
                     self._pending_keys[node, key, value] = at
                 entry.changed()
+            if at < self._oldest:
+                self._oldest = at
             if len(nodes) == 2:
                 self._link(nodes[0], nodes[1], at)
             self._memo.touch(nodes)
@@ -183,6 +187,8 @@ class CachedIdentityStore:
             self._sync_if_due()
             self._load(nodes)
             self._link(nodes[0], nodes[1], at)
+            if at < self._oldest:
+                self._oldest = at
             self._memo.touch(nodes)
             self._wrote()
 
@@ -281,10 +287,10 @@ class CachedIdentityStore:
             self._add_rows(fresh, self._store.rows_of(missing))
         self._nodes.update(fresh)
 
-    @staticmethod
     def _add_rows(
-        nodes: dict[str, _Node], rows: Sequence[tuple[str, str | None, str, float]]
+        self, nodes: dict[str, _Node], rows: Sequence[tuple[str, str | None, str, float]]
     ) -> None:
+        oldest = self._oldest
         for node, key, value, at in rows:
             entry = nodes.get(node)
             if entry is None:
@@ -293,12 +299,16 @@ class CachedIdentityStore:
                 entry.links[value] = at
             else:
                 entry.keys[key, value] = at
+            if at < oldest:
+                oldest = at
+        self._oldest = oldest
 
     def _drop(self) -> None:
         """Forget the copy (nothing may be buffered): later ids are read from the file."""
         self._nodes.clear()
         self._memo.clear()
         self._complete = False
+        self._oldest = _NEVER
 
     def _bound(self) -> None:
         if len(self._nodes) > self._max_ids:
@@ -306,10 +316,14 @@ class CachedIdentityStore:
             self._drop()
 
     def _purge(self, now: float) -> int:
-        """The store's purge, and the same deletion in the copy (which stays exact)."""
-        self._memo.clear()  # purges are rare (every PURGE_EVERY writes)
+        """The store's purge, and the same deletion in the copy (which stays exact);
+        the copy is not looked through when none of its rows can have expired (the
+        periodic purge of a store that only grows, a CRM import, costs one statement)."""
         count = self._store.purge(now)
         since = now - self._ttl
+        if since <= self._oldest:
+            return count
+        oldest = _NEVER
         for entry in self._nodes.values():
             keys = [row for row, at in entry.keys.items() if at < since]
             links = [other for other, at in entry.links.items() if at < since]
@@ -319,6 +333,11 @@ class CachedIdentityStore:
                 del entry.links[other]
             if keys or links:
                 entry.changed()
+                self._memo.clear()
+            for at in (*entry.keys.values(), *entry.links.values()):
+                if at < oldest:
+                    oldest = at
+        self._oldest = oldest
         return count
 
     # --- the rest goes to the store, after a flush ----------------------------------------

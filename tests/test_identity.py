@@ -105,6 +105,21 @@ def test_entries_expire_after_the_ttl(store: IdentityStore) -> None:
     assert store.lookup("u1", None, now=T0 + 31 * DAY) == {"email": [E1]}
 
 
+def test_purge_deletes_exactly_what_expired_at_any_time(store: IdentityStore) -> None:
+    # The in-process stores skip looking through entries when none can have expired:
+    # each purge here sits just before or just after an entry's expiry.
+    purge = store.purge  # type: ignore[attr-defined]
+    store.remember("u1", "a1", {"email": [E1]}, now=T0)  # 2 key rows, a link each way
+    store.remember("u2", None, {"phone": [P1]}, now=T0 + DAY)
+    assert purge(now=T0 + 30 * DAY - 1) == 0
+    assert purge(now=T0 + 30 * DAY + 1) == 4
+    assert purge(now=T0 + 31 * DAY - 1) == 0
+    assert store.lookup("u2", None, now=T0 + DAY) == {"phone": [P1]}
+    assert purge(now=T0 + 31 * DAY + 1) == 1
+    assert store.lookup("u2", None, now=T0 + DAY) == {}
+    assert purge(now=T0 + 40 * DAY) == 0
+
+
 def test_forget_deletes_the_person_and_linked_ids_only(store: IdentityStore) -> None:
     store.remember("u1", "a1", {"email": [E1], "phone": [P1]}, now=T0)
     store.link("a0", "u1", now=T0)
