@@ -12,9 +12,9 @@ import click
 from cdp_tiktok.cli.options import setting_options, settings_from_options
 from cdp_tiktok.events import BatchKey, MapResult
 from cdp_tiktok.jsonout import line_writer
-from cdp_tiktok.jsonstream import iter_messages
 from cdp_tiktok.mapping.problems import MappingLoadError
 from cdp_tiktok.messages import MessageError
+from cdp_tiktok.readahead import read_ahead
 from cdp_tiktok.settings import SANDBOX_PIXEL_CODE
 
 
@@ -115,7 +115,7 @@ def map_command(
             write_line(body)
 
         limit = settings.max_message_bytes
-        for line, item in iter_messages(file, source, max_message_bytes=limit):
+        for line, item in read_ahead(file, source, max_message_bytes=limit):
             counts["messages"] += 1  # every message read, the invalid ones too (as send)
             if isinstance(item, MessageError):
                 counts["invalid"] += 1

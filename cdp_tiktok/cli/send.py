@@ -223,7 +223,7 @@ def _map_into_outbox(
     """Map every message of ``stream``, counting into ``summary``, and hand the events
     for ``deliverable`` destinations to ``writer`` in chunks (none: a dry run); the
     identity writes the events were mapped with are flushed before each chunk."""
-    from cdp_tiktok.jsonstream import iter_messages
+    from cdp_tiktok.readahead import read_ahead
 
     pending: list[Any] = []
     max_age = settings.max_event_age_days * 86400.0
@@ -245,7 +245,7 @@ def _map_into_outbox(
     if live:
         stream.on_idle = flush
     limit = settings.max_message_bytes
-    for _line, item in iter_messages(stream, source, max_message_bytes=limit):
+    for _line, item in read_ahead(stream, source, max_message_bytes=limit):
         summary.messages += 1
         if on_read is not None and summary.messages % PROGRESS_EVERY == 0:
             on_read(summary)
