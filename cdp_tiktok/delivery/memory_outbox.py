@@ -17,15 +17,15 @@ from cdp_tiktok.delivery.outbox import (
     DeadLetter,
     DestinationStatus,
     EncodedEvent,
+    Enqueueable,
     OutboxRecord,
     OutboxStats,
     StatusBuilder,
-    StoredEvent,
     dedup_identity,
     event_fields,
     without_known,
 )
-from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+from cdp_tiktok.events import Attempt, BatchKey
 from cdp_tiktok.hookspecs import hookimpl
 
 
@@ -95,7 +95,7 @@ class MemoryOutbox:
 
     def enqueue(
         self,
-        events: Sequence[OutgoingEvent | EncodedEvent | StoredEvent],
+        events: Sequence[Enqueueable],
         *,
         now: float | None = None,
         dedup_seconds: float = 0.0,

@@ -135,7 +135,7 @@ def without_known(rows: Sequence[R], identities: Sequence[str | None], known: se
     return fresh
 
 
-def dedup_identity(event: OutgoingEvent | EncodedEvent | StoredEvent) -> str | None:
+def dedup_identity(event: Enqueueable) -> str | None:
     """The identity that idempotent enqueue compares: destination, event_source_id, event
     name and event_id, joined; ``None`` for an event without event_id (never skipped)."""
     if isinstance(event, StoredEvent):
@@ -234,13 +234,17 @@ class StoredEvent:
     identity: str | None
 
 
+Enqueueable = OutgoingEvent | EncodedEvent | StoredEvent
+"""What :meth:`Outbox.enqueue` stores: an event, its JSON text, or its stored form."""
+
+
 def stored_event(event: OutgoingEvent) -> StoredEvent:
     """``event`` as every outbox stores it; raises as :func:`encode_data` does (an event
     that is not JSON fails here, not at enqueue)."""
     return StoredEvent(event.key, encode_data(event.data), event.event_id, dedup_identity(event))
 
 
-def event_fields(event: OutgoingEvent | EncodedEvent | StoredEvent) -> tuple[str, str | None]:
+def event_fields(event: Enqueueable) -> tuple[str, str | None]:
     """The stored text and ``event_id`` of ``event``, checked (the memory outbox's way).
 
     Raises ``ValueError`` when an encoded event is not one JSON object (NaN and
@@ -340,7 +344,7 @@ class Outbox(Protocol):
 
     def enqueue(
         self,
-        events: Sequence[OutgoingEvent | EncodedEvent | StoredEvent],
+        events: Sequence[Enqueueable],
         *,
         now: float | None = None,
         dedup_seconds: float = 0.0,

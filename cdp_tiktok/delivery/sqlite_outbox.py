@@ -32,15 +32,15 @@ from cdp_tiktok.delivery.outbox import (
     DeadLetter,
     DestinationStatus,
     EncodedEvent,
+    Enqueueable,
     OutboxRecord,
     OutboxStats,
     StatusBuilder,
-    StoredEvent,
     dedup_identity,
     event_fields,
     without_known,
 )
-from cdp_tiktok.events import Attempt, BatchKey, OutgoingEvent
+from cdp_tiktok.events import Attempt, BatchKey
 from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.storage import located, storage_error
 
@@ -187,7 +187,7 @@ def _records(rows: list[Any]) -> list[OutboxRecord]:
     return records
 
 
-def _insert_row(event: OutgoingEvent | EncodedEvent | StoredEvent, at: float) -> tuple[Any, ...]:
+def _insert_row(event: Enqueueable, at: float) -> tuple[Any, ...]:
     """The values of one :data:`_INSERT`: an encoded event is checked by SQLite."""
     key = event.key
     head = (key.destination, key.event_source, key.event_source_id, key.test_event_code)
@@ -197,7 +197,7 @@ def _insert_row(event: OutgoingEvent | EncodedEvent | StoredEvent, at: float) ->
     return (*head, event_id, data, at, False, dedup_identity(event))
 
 
-def _plain_row(event: OutgoingEvent | EncodedEvent | StoredEvent, at: float) -> tuple[Any, ...]:
+def _plain_row(event: Enqueueable, at: float) -> tuple[Any, ...]:
     """The values of one :data:`_PLAIN_ROW` and (at index 5) the event's text, encoded
     (or checked) here; the identity of idempotent enqueue last."""
     key = event.key
@@ -239,7 +239,7 @@ def _insert_plain(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> rang
     return ids
 
 
-def _not_an_object(events: Sequence[OutgoingEvent | EncodedEvent | StoredEvent]) -> str:
+def _not_an_object(events: Sequence[Enqueueable]) -> str:
     """Which encoded event failed SQLite's check (the rare path, so checked in Python)."""
     for position, event in enumerate(events):
         if isinstance(event, EncodedEvent):
@@ -358,7 +358,7 @@ class SQLiteOutbox:
 
     def enqueue(
         self,
-        events: Sequence[OutgoingEvent | EncodedEvent | StoredEvent],
+        events: Sequence[Enqueueable],
         *,
         now: float | None = None,
         dedup_seconds: float = 0.0,
