@@ -110,7 +110,8 @@ def _wait_gone(timeout: float = 10.0) -> bool:
     return not _readers()
 
 
-def _big_file(path: Path, count: int = 20_000) -> Path:
+def _big_file(path: Path, count: int = 50_000) -> Path:
+    # several times what the pipe holds (1 MiB): the child cannot be done before it is killed
     messages = (json.dumps(_message(n, messageId=f"m{n}")) for n in range(count))
     path.write_text("".join(f"{message}\n" for message in messages))
     return path
