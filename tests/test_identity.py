@@ -17,6 +17,8 @@ from cdp_tiktok.cli import main
 from cdp_tiktok.hookspecs import hookimpl
 from cdp_tiktok.identity import (
     MAX_VALUES_PER_KEY,
+    WAL_CHECKPOINT_PAGES,
+    WAL_KEEP_BYTES,
     IdentityStore,
     MemoryIdentityStore,
     SQLiteIdentityStore,
@@ -232,6 +234,17 @@ def test_sqlite_store_survives_reopening_and_purges_expired_rows(tmp_path: Path)
     assert reopened.lookup("u2", None) == {"email": [E2]}
     assert reopened.purge() == 0
     reopened.close()
+
+
+def test_the_sqlite_file_checkpoints_its_log_less_often_and_cuts_it_back(tmp_path: Path) -> None:
+    store = SQLiteIdentityStore(tmp_path / "id.db", ttl_seconds=DAY)
+    try:
+        pragma = store._db.execute  # the store's own connection: settings are per connection
+        assert pragma("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert pragma("PRAGMA wal_autocheckpoint").fetchone() == (WAL_CHECKPOINT_PAGES,)
+        assert pragma("PRAGMA journal_size_limit").fetchone() == (WAL_KEEP_BYTES,)
+    finally:
+        store.close()
 
 
 def test_sqlite_store_is_safe_across_threads(tmp_path: Path) -> None:
