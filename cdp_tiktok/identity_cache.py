@@ -324,6 +324,7 @@ class CachedIdentityStore:
         if since <= self._oldest:
             return count
         oldest = _NEVER
+        deleted = False
         for entry in self._nodes.values():
             keys = [row for row, at in entry.keys.items() if at < since]
             links = [other for other, at in entry.links.items() if at < since]
@@ -333,11 +334,13 @@ class CachedIdentityStore:
                 del entry.links[other]
             if keys or links:
                 entry.changed()
-                self._memo.clear()
+                deleted = True
             for at in (*entry.keys.values(), *entry.links.values()):
                 if at < oldest:
                     oldest = at
         self._oldest = oldest
+        if deleted:
+            self._memo.clear()
         return count
 
     # --- the rest goes to the store, after a flush ----------------------------------------

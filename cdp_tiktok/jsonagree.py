@@ -31,6 +31,7 @@ _CLASSES = bytes(
 )
 _LONG_DIGITS = b"0" * 19
 _LONG_NUMBERS = (b":" + _LONG_DIGITS, b":-" + _LONG_DIGITS)
+_LONG_STARTS = (_LONG_DIGITS, b"-" + _LONG_DIGITS)  # a number at the very start
 # The standard library's parser recurses once per level and gives up at the interpreter's
 # recursion limit less the caller's frames; this margin leaves room for the server's.
 _FRAME_MARGIN = 200
@@ -50,8 +51,7 @@ def orjson_may_agree(data: bytes) -> bool:
     return not (
         _LONG_NUMBERS[0] in classes
         or _LONG_NUMBERS[1] in classes
-        or classes.startswith(_LONG_DIGITS)
-        or classes.startswith(b"-" + _LONG_DIGITS)
+        or classes.startswith(_LONG_STARTS)
     )
 
 

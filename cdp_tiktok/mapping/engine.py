@@ -400,15 +400,13 @@ class MappingSet:
                 stored = stored_keys() if callable(stored_keys) else stored_keys
                 if not stored:
                     return
-            keys = cast(Mapping[str, list[str]], stored)
-            if user is not None:
-                # this message's own event: its user object is changed in place
-                filled = fill_user(user, keys)
-            else:
+            # the user object of this message's own event is filled in place
+            had_user = user is not None
+            if user is None:
                 user = {}
-                filled = fill_user(user, keys)
-                if filled:
-                    events[index] = OutgoingEvent(event.key, _with_user(data, user), event.rule)
+            filled = fill_user(user, cast(Mapping[str, list[str]], stored))
+            if filled and not had_user:
+                events[index] = OutgoingEvent(event.key, _with_user(data, user), event.rule)
             if filled and explain:
                 result.explain.append(
                     f"rule {event.rule!r}: {', '.join(filled)} filled from the identity store"
